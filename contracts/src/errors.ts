@@ -1,0 +1,37 @@
+/** Machine-readable error codes carried in every 4xx/5xx body as `error.code`. */
+export const ErrorCode = {
+  ValidationFailed: 'validation_failed',
+  Unauthorized: 'unauthorized',
+  NotFound: 'not_found',
+  IdempotencyConflict: 'idempotency_conflict',
+  InvalidState: 'invalid_state',
+  StaleLease: 'stale_lease',
+  CompletionMismatch: 'completion_mismatch',
+  JobCancelled: 'job_cancelled',
+  WorkerNotRegistered: 'worker_not_registered',
+  WorkerIdTaken: 'worker_id_taken',
+  PayloadTooLarge: 'payload_too_large',
+  Internal: 'internal_error',
+} as const;
+export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
+
+export interface FieldProblem {
+  /** Dotted path of the offending field, e.g. `input.audio` or `requirements.minVramGb`. */
+  field: string;
+  problems: string[];
+}
+
+export interface ErrorBody {
+  error: { code: ErrorCode; message: string; fields?: FieldProblem[] };
+}
+
+/** Error codes a worker reports when a job fails; free-form codes are allowed too. */
+export const JobErrorCode = {
+  Cancelled: 'cancelled',
+  LeaseLost: 'lease_lost',
+  Timeout: 'timeout',
+  TooManyLeaseLosses: 'too_many_lease_losses',
+  AttemptsExhausted: 'attempts_exhausted',
+  UnsupportedKind: 'unsupported_kind',
+  Internal: 'internal_error',
+} as const;

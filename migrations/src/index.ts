@@ -1,0 +1,7 @@
+import type { MigrationInterface } from 'typeorm';
+import { CreateFleetSchema1795322935639 } from './1795322935639-create-fleet-schema';
+
+type MigrationClass = new () => MigrationInterface;
+
+/** Every migration, oldest first. Files are `<timestamp>-<verb-noun>.ts` and never edited once landed. */
+export const migrations: MigrationClass[] = [CreateFleetSchema1795322935639];

@@ -1,0 +1,22 @@
+import { HttpException } from '@nestjs/common';
+import { ErrorCode, describeProblems, type ErrorBody, type FieldProblem } from '@avatar-fleet/contracts';
+
+/** An HTTP error whose body is the fleet's ErrorBody: a code, a message, and the fields at fault. */
+export class ApiError extends HttpException {
+  constructor(status: number, code: ErrorCode, message: string, fields?: FieldProblem[]) {
+    const body: ErrorBody = { error: { code, message, ...(fields ? { fields } : {}) } };
+    super(body, status);
+  }
+
+  static validation(fields: FieldProblem[]): ApiError {
+    return new ApiError(400, ErrorCode.ValidationFailed, `invalid request: ${describeProblems(fields)}`, fields);
+  }
+
+  static notFound(what: string): ApiError {
+    return new ApiError(404, ErrorCode.NotFound, `${what} not found`);
+  }
+
+  static staleLease(jobId: string): ApiError {
+    return new ApiError(409, ErrorCode.StaleLease, `job ${jobId}: this attempt no longer holds the lease; nothing was changed`);
+  }
+}

@@ -1,0 +1,27 @@
+import type { PipeTransform } from '@nestjs/common';
+import type { ClassConstructor } from 'class-transformer';
+import { validateDto } from '@avatar-fleet/contracts';
+import { ApiError } from './api-error';
+
+/** Validates a body or query against a contracts DTO; 400 naming every bad field. */
+export class DtoPipe<T extends object> implements PipeTransform<unknown, T> {
+  constructor(private readonly dto: ClassConstructor<T>) {}
+
+  transform(value: unknown): T {
+    const result = validateDto(this.dto, value ?? {});
+    if (!result.ok) throw ApiError.validation(result.fields);
+    return result.value;
+  }
+}
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+/** Path ids are UUIDs; anything else is a 400 before the database sees it. */
+export class UuidPipe implements PipeTransform<string, string> {
+  constructor(private readonly name = 'id') {}
+
+  transform(value: string): string {
+    if (!UUID.test(value)) throw ApiError.validation([{ field: this.name, problems: [`${this.name} must be a UUID`] }]);
+    return value.toLowerCase();
+  }
+}

@@ -1,0 +1,87 @@
+import { Logger } from '@nestjs/common';
+import { Client } from 'pg';
+
+export const Channels = {
+  /** Payload: the job kind. Sent when a job becomes claimable. */
+  jobsQueued: 'fleet_jobs_queued',
+  /** Payload: the job id. Sent when a job reaches a terminal state. */
+  jobFinished: 'fleet_job_finished',
+} as const;
+export type Channel = (typeof Channels)[keyof typeof Channels];
+
+type Handler = (payload: string) => void;
+
+/**
+ * One LISTEN connection per orchestrator process. NOTIFY is sent inside the writing transaction,
+ * so listeners hear of a job only once it is committed. When the connection drops it reconnects
+ * with backoff and then tells every handler `reconnected`, since notifications sent meanwhile are lost.
+ */
+export class NotifyListener {
+  private readonly logger = new Logger(NotifyListener.name);
+  private readonly handlers = new Map<Channel, Set<Handler>>();
+  private readonly reconnectHandlers = new Set<() => void>();
+  private client: Client | null = null;
+  private stopped = false;
+  private retryMs = 100;
+
+  constructor(private readonly connectionString: string) {}
+
+  on(channel: Channel, handler: Handler): void {
+    let set = this.handlers.get(channel);
+    if (!set) this.handlers.set(channel, (set = new Set()));
+    set.add(handler);
+  }
+
+  onReconnect(handler: () => void): void {
+    this.reconnectHandlers.add(handler);
+  }
+
+  async start(): Promise<void> {
+    await this.connect();
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    const client = this.client;
+    this.client = null;
+    await client?.end().catch(() => undefined);
+  }
+
+  private async connect(): Promise<void> {
+    const client = new Client({ connectionString: this.connectionString });
+    client.on('notification', (msg) => {
+      const set = this.handlers.get(msg.channel as Channel);
+      if (set) for (const handler of set) handler(msg.payload ?? '');
+    });
+    client.on('error', (err) => this.logger.warn(`LISTEN connection error: ${err.message}`));
+    client.on('end', () => {
+      if (this.client === client) {
+        this.client = null;
+        this.scheduleReconnect();
+      }
+    });
+    await client.connect();
+    for (const channel of Object.values(Channels)) await client.query(`LISTEN ${channel}`);
+    this.client = client;
+    this.retryMs = 100;
+  }
+
+  private scheduleReconnect(): void {
+    if (this.stopped) return;
+    const delay = this.retryMs;
+    this.retryMs = Math.min(this.retryMs * 2, 5_000);
+    setTimeout(() => {
+      if (this.stopped) return;
+      this.connect().then(
+        () => {
+          this.logger.log('LISTEN connection restored');
+          for (const handler of this.reconnectHandlers) handler();
+        },
+        (err: Error) => {
+          this.logger.warn(`LISTEN reconnect failed: ${err.message}`);
+          this.scheduleReconnect();
+        },
+      );
+    }, delay).unref();
+  }
+}

@@ -1,0 +1,89 @@
+import { randomBytes } from 'node:crypto';
+import { Injectable, Logger } from '@nestjs/common';
+import {
+  ErrorCode, MAX_CLAIM_WAIT_MS, type DeregisterResponse, type HeartbeatRequest, type HeartbeatResponse,
+  type RegisterWorkerRequest, type RegisterWorkerResponse, type WorkerCommand, type WorkerView,
+} from '@avatar-fleet/contracts';
+import { ApiError } from '../common/api-error';
+import { OrchestratorConfig } from '../config/orchestrator.config';
+import { Database } from '../database/database';
+import { LeaseRepository } from '../leases/lease.repository';
+import { MetricsService } from '../observability/metrics.service';
+import { WorkerRepository } from './worker.repository';
+
+/** The worker registry: registration, heartbeats, graceful stops and operator commands. */
+@Injectable()
+export class FleetService {
+  private readonly logger = new Logger(FleetService.name);
+
+  constructor(
+    private readonly config: OrchestratorConfig,
+    private readonly db: Database,
+    private readonly workers: WorkerRepository,
+    private readonly leases: LeaseRepository,
+    private readonly metrics: MetricsService,
+  ) {}
+
+  /**
+   * A fixed id that registers again is a restarted worker: whatever its previous life held is
+   * released at once, since that process is gone.
+   */
+  async register(req: RegisterWorkerRequest): Promise<RegisterWorkerResponse> {
+    const workerId = req.workerId ?? `${req.provider}-${randomBytes(6).toString('hex')}`;
+    const released = await this.db.tx.run(async (c) => {
+      const ids = await this.leases.release(c, workerId);
+      await this.workers.upsert(c, workerId, req);
+      return ids;
+    });
+    this.logger.log(`worker ${workerId} registered (${req.provider}/${req.mode}, ${req.gpuClass ?? 'no gpu class'}, kinds ${req.kinds.join(',')})`);
+    if (released.length) this.logger.warn(`worker ${workerId} re-registered; released ${released.length} job(s) of its previous run`);
+    return {
+      workerId,
+      heartbeatIntervalSec: this.config.HEARTBEAT_INTERVAL_SEC,
+      leaseTtlSec: this.config.LEASE_TTL_SEC,
+      maxClaimWaitMs: MAX_CLAIM_WAIT_MS,
+    };
+  }
+
+  async heartbeat(workerId: string, req: HeartbeatRequest): Promise<HeartbeatResponse> {
+    const outcome = await this.db.tx.run((c) => this.leases.heartbeat(c, workerId, req, this.config.LEASE_TTL_SEC));
+    if (!outcome) throw notRegistered(workerId);
+    this.metrics.heartbeatLag.observe(outcome.lagSec);
+    if (outcome.wasOffline) this.logger.warn(`worker ${workerId} is back online`);
+    const renewed = new Set(outcome.renewed.map((r) => r.id));
+    const lost = req.leases.filter((l) => !renewed.has(l.jobId)).map((l) => l.jobId);
+    const expiries = outcome.renewed.map((r) => r.leaseExpiresAt.getTime());
+    const commands: WorkerCommand[] = outcome.command ? [outcome.command] : [];
+    return {
+      renewed: [...renewed],
+      lost,
+      cancelled: outcome.renewed.filter((r) => r.cancelRequested).map((r) => r.id),
+      commands,
+      leaseExpiresAt: new Date(expiries.length ? Math.min(...expiries) : Date.now() + this.config.LEASE_TTL_SEC * 1000).toISOString(),
+    };
+  }
+
+  async deregister(workerId: string, reason?: string): Promise<DeregisterResponse> {
+    const released = await this.db.tx.run(async (c) => {
+      const ids = await this.leases.release(c, workerId);
+      return (await this.workers.stop(c, workerId)) ? ids : null;
+    });
+    if (!released) throw notRegistered(workerId);
+    this.logger.log(`worker ${workerId} deregistered${reason ? ` (${reason})` : ''}; released ${released.length} job(s)`);
+    return { released };
+  }
+
+  list(): Promise<WorkerView[]> {
+    return this.workers.list(this.db.pool);
+  }
+
+  async command(workerId: string, command: WorkerCommand | 'none'): Promise<WorkerView> {
+    const ok = await this.db.tx.run((c) => this.workers.setCommand(c, workerId, command === 'none' ? null : command));
+    if (!ok) throw ApiError.notFound(`worker ${workerId}`);
+    return (await this.workers.list(this.db.pool, workerId))[0]!;
+  }
+}
+
+function notRegistered(workerId: string): ApiError {
+  return new ApiError(409, ErrorCode.WorkerNotRegistered, `worker ${workerId} is not registered; register again`);
+}

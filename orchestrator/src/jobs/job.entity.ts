@@ -1,0 +1,54 @@
+import { Column, Entity, Index, PrimaryGeneratedColumn } from 'typeorm';
+import type { JobKind, JobState } from '@avatar-fleet/contracts';
+
+/**
+ * One job and its current attempt. The columns lease_token + attempt are the fencing token:
+ * every worker write names both and is applied only while they are still current.
+ * Queue semantics (claim, renew, complete, requeue) live in SQL in leases/lease.repository.ts.
+ */
+@Entity({ name: 'jobs' })
+@Index('jobs_owner_idempotency_key_uq', ['owner', 'idempotencyKey'], { unique: true, where: 'idempotency_key IS NOT NULL' })
+@Index('jobs_owner_created_idx', ['owner', 'createdAt', 'id'])
+@Index('jobs_running_lease_idx', ['leaseExpiresAt'], { where: "state = 'running'" })
+@Index('jobs_running_deadline_idx', ['deadlineAt'], { where: "state = 'running'" })
+@Index('jobs_running_worker_idx', ['workerId'], { where: "state = 'running'" })
+// The claim index orders by priority DESC, which TypeORM's @Index cannot express: the migration owns it.
+@Index('jobs_claimable_idx', { synchronize: false })
+export class JobEntity {
+  @PrimaryGeneratedColumn('uuid') id!: string;
+  /** Name of the API key that created the job; a key sees only its own jobs. */
+  @Column('text') owner!: string;
+  @Column('text') kind!: JobKind;
+  @Column('text') state!: JobState;
+  @Column('jsonb') input!: Record<string, unknown>;
+  @Column('int', { default: 0 }) priority!: number;
+  @Column('text', { name: 'gpu_class', nullable: true }) gpuClass!: string | null;
+  @Column('real', { name: 'min_vram_gb', default: 0 }) minVramGb!: number;
+  @Column('text', { name: 'idempotency_key', nullable: true }) idempotencyKey!: string | null;
+  /** Hash of the create request, to tell a retried create from a different one reusing a key. */
+  @Column('text', { name: 'request_hash', nullable: true }) requestHash!: string | null;
+  @Column('text', { name: 'webhook_url', nullable: true }) webhookUrl!: string | null;
+  @Column('int', { name: 'max_attempts' }) maxAttempts!: number;
+  @Column('int', { name: 'timeout_sec' }) timeoutSec!: number;
+  @Column('int', { name: 'backoff_base_ms' }) backoffBaseMs!: number;
+  @Column('int', { name: 'backoff_max_ms' }) backoffMaxMs!: number;
+  /** Claims so far; bumped by every claim, so it also numbers attempts for fencing. */
+  @Column('int', { default: 0 }) attempt!: number;
+  /** Failures and lost leases charged against max_attempts (graceful releases are not). */
+  @Column('int', { name: 'attempts_used', default: 0 }) attemptsUsed!: number;
+  @Column('int', { name: 'lease_losses', default: 0 }) leaseLosses!: number;
+  @Column('uuid', { name: 'lease_token', nullable: true }) leaseToken!: string | null;
+  @Column('timestamptz', { name: 'lease_expires_at', nullable: true }) leaseExpiresAt!: Date | null;
+  @Column('text', { name: 'worker_id', nullable: true }) workerId!: string | null;
+  @Column('timestamptz', { name: 'deadline_at', nullable: true }) deadlineAt!: Date | null;
+  @Column('boolean', { name: 'cancel_requested', default: false }) cancelRequested!: boolean;
+  @Column('jsonb', { nullable: true }) progress!: Record<string, unknown> | null;
+  @Column('jsonb', { nullable: true }) result!: Record<string, unknown> | null;
+  @Column('text', { name: 'error_code', nullable: true }) errorCode!: string | null;
+  @Column('text', { name: 'error_message', nullable: true }) errorMessage!: string | null;
+  @Column('timestamptz', { name: 'run_after', default: () => 'now()' }) runAfter!: Date;
+  @Column('timestamptz', { name: 'created_at', default: () => 'now()' }) createdAt!: Date;
+  @Column('timestamptz', { name: 'updated_at', default: () => 'now()' }) updatedAt!: Date;
+  @Column('timestamptz', { name: 'started_at', nullable: true }) startedAt!: Date | null;
+  @Column('timestamptz', { name: 'finished_at', nullable: true }) finishedAt!: Date | null;
+}

@@ -1,0 +1,118 @@
+import { createHash } from 'node:crypto';
+import { Injectable, type OnModuleInit } from '@nestjs/common';
+import {
+  ErrorCode, JOB_KINDS, TERMINAL_STATES, validateDto, type CreateJobRequest, type JobView, type ListJobsQuery, type ListJobsResponse,
+} from '@avatar-fleet/contracts';
+import { ApiError } from '../common/api-error';
+import { Database } from '../database/database';
+import { Channels } from '../database/notify-listener';
+import { JobRepository, type ListPosition, type TransitionOutcome } from './job.repository';
+import { JobWaiters } from './job-waiters';
+
+@Injectable()
+export class JobsService implements OnModuleInit {
+  private readonly waiters = new JobWaiters();
+
+  constructor(
+    private readonly db: Database,
+    private readonly jobs: JobRepository,
+  ) {}
+
+  onModuleInit(): void {
+    this.db.listener.on(Channels.jobFinished, (id) => this.waiters.wake(id));
+    this.db.listener.onReconnect(() => this.waiters.wakeAll());
+  }
+
+  async create(owner: string, req: CreateJobRequest): Promise<{ job: JobView; created: boolean }> {
+    const spec = JOB_KINDS[req.kind];
+    const input = validateDto<object>(spec.input, req.input);
+    if (!input.ok) throw ApiError.validation(input.fields.map((f) => ({ ...f, field: `input.${f.field}` })));
+    const policy = spec.policy;
+    const outcome = await this.db.tx.run((client) =>
+      this.jobs.create(client, {
+        owner,
+        kind: req.kind,
+        // Stored as validated, with the DTO's defaults filled in, so workers see exactly what was accepted.
+        input: { ...input.value },
+        priority: req.priority ?? 0,
+        gpuClass: req.requirements?.gpuClass ?? null,
+        minVramGb: Math.max(policy.requirements.minVramGb, req.requirements?.minVramGb ?? 0),
+        idempotencyKey: req.idempotencyKey ?? null,
+        requestHash: hashRequest(req),
+        webhookUrl: req.webhookUrl ?? null,
+        maxAttempts: req.maxAttempts ?? policy.maxAttempts,
+        timeoutSec: req.timeoutSec ?? policy.timeoutSec,
+        backoffBaseMs: policy.backoff.baseMs,
+        backoffMaxMs: policy.backoff.maxMs,
+      }),
+    );
+    if (outcome.kind === 'conflict') {
+      throw new ApiError(409, ErrorCode.IdempotencyConflict, 'idempotencyKey was already used for a different request');
+    }
+    return { job: outcome.job, created: outcome.kind === 'created' };
+  }
+
+  /** With waitMs, answers as soon as the job is terminal, or with its current state when the wait is over. */
+  async get(owner: string, id: string, waitMs = 0, signal?: AbortSignal): Promise<JobView> {
+    let job = await this.jobs.get(this.db.pool, owner, id);
+    if (!job) throw ApiError.notFound(`job ${id}`);
+    if (waitMs <= 0 || isTerminal(job)) return job;
+    const stop = new AbortController();
+    signal?.addEventListener('abort', () => stop.abort(), { once: true });
+    // Park first, then look again: a completion between the two reads still wakes us.
+    const parked = this.waiters.wait(id, waitMs, stop.signal);
+    job = (await this.jobs.get(this.db.pool, owner, id))!;
+    if (isTerminal(job)) {
+      stop.abort();
+      return job;
+    }
+    await parked;
+    return (await this.jobs.get(this.db.pool, owner, id)) ?? job;
+  }
+
+  async list(owner: string, query: ListJobsQuery): Promise<ListJobsResponse> {
+    const limit = query.limit ?? 50;
+    const after = query.cursor ? decodeCursor(query.cursor) : undefined;
+    const page = await this.jobs.list(this.db.pool, owner, { state: query.state, kind: query.kind, limit, after });
+    return { items: page.items, nextCursor: page.items.length === limit && page.last ? encodeCursor(page.last) : null };
+  }
+
+  async cancel(owner: string, id: string): Promise<JobView> {
+    return unwrap(id, await this.db.tx.run((client) => this.jobs.cancel(client, owner, id)), 'cancel');
+  }
+
+  async retry(owner: string, id: string): Promise<JobView> {
+    return unwrap(id, await this.db.tx.run((client) => this.jobs.retry(client, owner, id)), 'retry');
+  }
+}
+
+function isTerminal(job: JobView): boolean {
+  return TERMINAL_STATES.includes(job.state);
+}
+
+function unwrap(id: string, outcome: TransitionOutcome, verb: string): JobView {
+  if (outcome.kind === 'ok') return outcome.job;
+  if (outcome.kind === 'missing') throw ApiError.notFound(`job ${id}`);
+  throw new ApiError(409, ErrorCode.InvalidState, `cannot ${verb} job ${id}: it is ${outcome.state}`);
+}
+
+/** A stable hash of the parts of a create request that define the job (key order does not matter). */
+function hashRequest(req: CreateJobRequest): string {
+  const canonical = (value: unknown): unknown =>
+    Array.isArray(value) ? value.map(canonical)
+    : value && typeof value === 'object' ? Object.fromEntries(Object.keys(value).sort().map((k) => [k, canonical((value as Record<string, unknown>)[k])]))
+    : value;
+  return createHash('sha256').update(JSON.stringify(canonical({ ...req }))).digest('hex');
+}
+
+function encodeCursor(position: ListPosition): string {
+  return Buffer.from(`${position.createdUs}.${position.id}`).toString('base64url');
+}
+
+function decodeCursor(cursor: string): ListPosition {
+  const [createdUs, id] = Buffer.from(cursor, 'base64url').toString().split('.');
+  if (!createdUs || !/^\d{1,20}$/.test(createdUs) || !id || !/^[0-9a-f-]{36}$/.test(id)) {
+    throw ApiError.validation([{ field: 'cursor', problems: ['cursor must be a nextCursor returned by a previous page'] }]);
+  }
+  return { createdUs, id };
+}

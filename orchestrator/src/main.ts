@@ -1,0 +1,113 @@
+import 'reflect-metadata';
+import { Logger, type LogLevel } from '@nestjs/common';
+import { NestFactory } from '@nestjs/core';
+import { FastifyAdapter, type NestFastifyApplication } from '@nestjs/platform-fastify';
+import { SwaggerModule } from '@nestjs/swagger';
+import { DataSource } from 'typeorm';
+import { AppModule } from './app.module';
+import { clientErrorBody } from './common/error.filter';
+import { ConfigError, loadConfig, type OrchestratorConfig } from './config/orchestrator.config';
+import { startEmbeddedPostgres, type EmbeddedDatabase } from './database/embedded-postgres';
+import { runMigrations } from './database/migrate';
+import { MetricsService } from './observability/metrics.service';
+import { buildOpenApi } from './observability/openapi';
+
+const LEVELS: LogLevel[] = ['fatal', 'error', 'warn', 'log', 'debug', 'verbose'];
+
+export interface RunningOrchestrator {
+  app: NestFastifyApplication;
+  url: string;
+  close(): Promise<void>;
+}
+
+/** Starts one orchestrator replica: database (embedded unless DATABASE_URL), migrations, HTTP. */
+export async function startOrchestrator(config: OrchestratorConfig): Promise<RunningOrchestrator> {
+  const logger = new Logger('main');
+  let embedded: EmbeddedDatabase | null = null;
+  let databaseUrl = config.DATABASE_URL;
+  if (!databaseUrl) {
+    embedded = await startEmbeddedPostgres(config.EMBEDDED_PG_DIR, config.EMBEDDED_PG_PORT);
+    databaseUrl = embedded.url;
+    logger.log(`embedded PostgreSQL running on 127.0.0.1:${config.EMBEDDED_PG_PORT} (data in ${config.EMBEDDED_PG_DIR})`);
+  }
+
+  const adapter = new FastifyAdapter({
+    bodyLimit: config.BODY_LIMIT_BYTES,
+    onProtoPoisoning: 'error',
+    onConstructorPoisoning: 'error',
+    return503OnClosing: true,
+  });
+  const app = await NestFactory.create<NestFastifyApplication>(AppModule.forRoot(config, databaseUrl), adapter, {
+    logger: LEVELS.slice(0, LEVELS.indexOf(config.LOG_LEVEL) + 1),
+  });
+  const applied = await runMigrations(app.get(DataSource));
+  if (applied.length) logger.log(`applied migrations: ${applied.join(', ')}`);
+
+  const fastify = app.getHttpAdapter().getInstance();
+  const metrics = app.get(MetricsService);
+  fastify.addHook('onResponse', (request, reply, done) => {
+    const route = request.routeOptions.url ?? 'unmatched';
+    metrics.requestDuration.observe({ method: request.method, route, status: String(reply.statusCode) }, reply.elapsedTime / 1000);
+    done();
+  });
+  // Body parsing fails before Nest sees the request; answer those in the fleet's error format too.
+  fastify.setErrorHandler((error, _request, reply) => {
+    const mapped = clientErrorBody(error as { statusCode?: number; code?: string; message?: string });
+    if (mapped) return reply.status(mapped.status).send(mapped.body);
+    logger.error(error instanceof Error ? (error.stack ?? error.message) : String(error));
+    return reply.status(500).send({ error: { code: 'internal_error', message: 'internal error; see the orchestrator log' } });
+  });
+
+  SwaggerModule.setup('docs', app, buildOpenApi(app));
+  await app.listen(config.PORT, config.HOST);
+  const address = fastify.server.address();
+  const port = typeof address === 'object' && address ? address.port : config.PORT;
+  const url = `http://${config.HOST}:${port}`;
+  return {
+    app,
+    url,
+    async close() {
+      await app.close();
+      await embedded?.stop();
+    },
+  };
+}
+
+async function main(): Promise<void> {
+  let config: OrchestratorConfig;
+  try {
+    config = loadConfig();
+  } catch (error) {
+    if (error instanceof ConfigError) {
+      process.stderr.write(`orchestrator: ${error.message}\n`);
+      process.exit(2);
+    }
+    throw error;
+  }
+  const running = await startOrchestrator(config);
+  const logger = new Logger('main');
+  logger.log(`orchestrator listening on ${running.url}`);
+  logger.log(`API docs ${running.url}/docs | health ${running.url}/health | metrics ${running.url}/metrics`);
+  let stopping = false;
+  const stop = (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    logger.log(`${signal}: shutting down`);
+    running.close().then(
+      () => process.exit(0),
+      (error: Error) => {
+        logger.error(`shutdown failed: ${error.message}`);
+        process.exit(1);
+      },
+    );
+  };
+  process.on('SIGTERM', () => stop('SIGTERM'));
+  process.on('SIGINT', () => stop('SIGINT'));
+}
+
+if (require.main === module) {
+  main().catch((error: Error) => {
+    process.stderr.write(`orchestrator failed to start: ${error.stack ?? error.message}\n`);
+    process.exit(1);
+  });
+}
