@@ -12,6 +12,7 @@ export function clientErrorBody(error: { statusCode?: number; code?: string; mes
     : error.code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE' ? 'unsupported content type: send application/json'
     : error.code === 'FST_ERR_CTP_EMPTY_JSON_BODY' ? 'request body is empty: send a JSON object'
     : error.code?.startsWith('FST_ERR_CTP') || error instanceof SyntaxError ? `request body is not valid JSON (${error.message ?? ''})`
+    : /valid JSON/i.test(error.message ?? '') ? 'request body is not valid JSON (or has a forbidden __proto__/constructor key)'
     : (error.message ?? 'bad request');
   return { status, body: { error: { code, message, fields: [{ field: '(body)', problems: [message] }] } } };
 }
@@ -26,10 +27,16 @@ export class ErrorFilter implements ExceptionFilter {
     if (exception instanceof HttpException) {
       const status = exception.getStatus();
       const response = exception.getResponse();
+      if (typeof response === 'object' && response !== null && 'error' in response && typeof response.error === 'object') {
+        void reply.status(status).send(response);
+        return;
+      }
+      // Nest's own HTTP errors: unknown route, and a body fastify could not parse.
       const body: ErrorBody =
-        typeof response === 'object' && response !== null && 'error' in response && typeof response.error === 'object'
-          ? (response as ErrorBody)
-          : { error: { code: status === 404 ? ErrorCode.NotFound : status === 401 ? ErrorCode.Unauthorized : ErrorCode.ValidationFailed, message: exception.message } };
+        status === 404 ? { error: { code: ErrorCode.NotFound, message: exception.message } }
+        : status === 401 ? { error: { code: ErrorCode.Unauthorized, message: exception.message } }
+        : clientErrorBody({ statusCode: status, message: exception.message })?.body
+          ?? { error: { code: ErrorCode.Internal, message: 'internal error; see the orchestrator log' } };
       void reply.status(status).send(body);
       return;
     }

@@ -1,0 +1,39 @@
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import path from 'node:path';
+import { describe, test } from 'node:test';
+import { ConfigError, loadConfig } from '../src/config/orchestrator.config';
+
+const good = { API_KEYS: 'shop:shop-key-0123456789abcdef', INTERNAL_API_KEY: 'internal-0123456789abcdef' };
+
+describe('orchestrator configuration', () => {
+  test('defaults fill in what is not set', () => {
+    const config = loadConfig(good);
+    assert.equal(config.HEARTBEAT_INTERVAL_SEC, 10);
+    assert.equal(config.PORT, 8080);
+    assert.equal(config.apiKeys().get('shop-key-0123456789abcdef'), 'shop');
+  });
+
+  test('one error names every bad variable and never echoes a value', () => {
+    const secret = 'short key';
+    try {
+      loadConfig({ API_KEYS: 'nokeyhere', INTERNAL_API_KEY: secret, PORT: 'eighty', LEASE_TTL_SEC: '0', DATABASE_URL: 'mysql://x', LOG_LEVEL: 'loud' });
+      assert.fail('expected a ConfigError');
+    } catch (error) {
+      assert.ok(error instanceof ConfigError);
+      for (const name of ['API_KEYS', 'INTERNAL_API_KEY', 'PORT', 'LEASE_TTL_SEC', 'DATABASE_URL', 'LOG_LEVEL']) {
+        assert.match(error.message, new RegExp(`\\b${name}\\b`), `names ${name}`);
+      }
+      assert.match(error.message, /6 variable/);
+      assert.ok(!error.message.includes(secret) && !error.message.includes('nokeyhere'));
+    }
+  });
+
+  test('the process exits 2 with that message on bad configuration', () => {
+    const main = path.resolve(__dirname, '../src/main.js');
+    const run = spawnSync(process.execPath, [main], { env: { PATH: process.env.PATH, INTERNAL_API_KEY: 'has a space 0123456789' }, encoding: 'utf8' });
+    assert.equal(run.status, 2);
+    assert.match(run.stderr, /API_KEYS/);
+    assert.match(run.stderr, /INTERNAL_API_KEY must not contain whitespace/);
+  });
+});

@@ -1,0 +1,24 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { Client } from 'pg';
+import { schemaDrift } from '../src/database/schema-drift';
+
+test('migrations build exactly the schema the entities describe (no drift)', async () => {
+  const base = process.env.TEST_PG_BASE!;
+  const name = `drift_${process.pid}`;
+  const admin = new Client({ connectionString: `${base}postgres` });
+  await admin.connect();
+  await admin.query(`CREATE DATABASE ${name} TEMPLATE template0`);
+  try {
+    const drift = await schemaDrift(`${base}${name}`);
+    assert.deepEqual(drift.up, [], `entities and migrations differ; run npm run migration:generate -- <verb-noun>:\n${drift.up.join('\n')}`);
+    const check = new Client({ connectionString: `${base}${name}` });
+    await check.connect();
+    const { rows } = await check.query(`SELECT indexdef FROM pg_indexes WHERE indexname = 'jobs_claimable_idx'`);
+    await check.end();
+    assert.match(rows[0]?.indexdef ?? '', /priority DESC.*WHERE \(state = 'queued'/, 'the claim index the migration owns exists');
+  } finally {
+    await admin.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
+    await admin.end();
+  }
+});
