@@ -16,6 +16,7 @@ import { WorkersController } from './fleet/workers.controller';
 import { JobRepository } from './jobs/job.repository';
 import { JobsController } from './jobs/jobs.controller';
 import { JobsService } from './jobs/jobs.service';
+import { LeaseExpiryRepository } from './leases/lease-expiry.repository';
 import { LeaseRepository } from './leases/lease.repository';
 import { LeasesController } from './leases/leases.controller';
 import { LeasesService } from './leases/leases.service';
@@ -39,6 +40,7 @@ export class AppModule {
         { provide: APP_FILTER, useClass: ErrorFilter },
         { provide: JobRepository, useValue: new JobRepository() },
         { provide: LeaseRepository, useValue: new LeaseRepository() },
+        { provide: LeaseExpiryRepository, useValue: new LeaseExpiryRepository() },
         { provide: WorkerRepository, useValue: new WorkerRepository() },
         Database,
         ApiKeyGuard,

@@ -5,7 +5,6 @@ import { FastifyAdapter, type NestFastifyApplication } from '@nestjs/platform-fa
 import { SwaggerModule } from '@nestjs/swagger';
 import { DataSource } from 'typeorm';
 import { AppModule } from './app.module';
-import { clientErrorBody } from './common/error.filter';
 import { ConfigError, loadConfig, type OrchestratorConfig } from './config/orchestrator.config';
 import { startEmbeddedPostgres, type EmbeddedDatabase } from './database/embedded-postgres';
 import { runMigrations } from './database/migrate';
@@ -50,14 +49,6 @@ export async function startOrchestrator(config: OrchestratorConfig): Promise<Run
     metrics.requestDuration.observe({ method: request.method, route, status: String(reply.statusCode) }, reply.elapsedTime / 1000);
     done();
   });
-  // Body parsing fails before Nest sees the request; answer those in the fleet's error format too.
-  fastify.setErrorHandler((error, _request, reply) => {
-    const mapped = clientErrorBody(error as { statusCode?: number; code?: string; message?: string });
-    if (mapped) return reply.status(mapped.status).send(mapped.body);
-    logger.error(error instanceof Error ? (error.stack ?? error.message) : String(error));
-    return reply.status(500).send({ error: { code: 'internal_error', message: 'internal error; see the orchestrator log' } });
-  });
-
   SwaggerModule.setup('docs', app, buildOpenApi(app));
   await app.listen(config.PORT, config.HOST);
   const address = fastify.server.address();
@@ -86,8 +77,9 @@ async function main(): Promise<void> {
   }
   const running = await startOrchestrator(config);
   const logger = new Logger('main');
-  logger.log(`orchestrator listening on ${running.url}`);
-  logger.log(`API docs ${running.url}/docs | health ${running.url}/health | metrics ${running.url}/metrics`);
+  // Printed whatever LOG_LEVEL says: scripts and tests wait for this line.
+  process.stdout.write(`orchestrator listening on ${running.url}\n`);
+  process.stdout.write(`  API docs ${running.url}/docs | health ${running.url}/health | metrics ${running.url}/metrics\n`);
   let stopping = false;
   const stop = (signal: string) => {
     if (stopping) return;

@@ -39,6 +39,8 @@ export function createHttp(options: ClientOptions): AxiosInstance {
     httpAgent: new http.Agent({ keepAlive: true, maxSockets: 64 }),
     httpsAgent: new https.Agent({ keepAlive: true, maxSockets: 64 }),
     validateStatus: () => true,
+    // No redirects in this protocol; without follow-redirects axios uses Node's http directly (cheaper per call).
+    maxRedirects: 0,
     ...options.axios,
   });
   return instance;

@@ -33,8 +33,16 @@ export class WorkerClient {
     });
   }
 
-  async status(jobId: string, request: StatusRequest): Promise<StatusResponse> {
-    return (await send<StatusResponse>(this.http, { method: 'POST', url: Routes.internal.status(jobId), data: request }))!;
+  /** With `request.claimNext`, the answer's `next` holds the worker's next job (long-polled up to its waitMs). */
+  async status(jobId: string, request: StatusRequest, signal?: AbortSignal): Promise<StatusResponse> {
+    const waitMs = request.claimNext?.waitMs ?? 0;
+    return (await send<StatusResponse>(this.http, {
+      method: 'POST',
+      url: Routes.internal.status(jobId),
+      data: request,
+      timeout: waitMs > 0 ? waitMs + 15_000 : undefined,
+      signal,
+    }))!;
   }
 
   async progress(jobId: string, request: ProgressRequest): Promise<ProgressResponse> {

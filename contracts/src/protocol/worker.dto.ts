@@ -123,6 +123,13 @@ export class FencedWrite {
   @IsUUID() leaseToken!: string;
 }
 
+/** Ask for the next job in the same round trip as a final status: saves a claim request per job. */
+export class ClaimNext {
+  @IsString() @Matches(WORKER_ID_PATTERN, { message: '$property must be a registered worker id' })
+  workerId!: string;
+  @IsOptional() @IsInt() @Min(0) @Max(25_000) waitMs?: number;
+}
+
 export class StatusRequest extends FencedWrite {
   @IsIn(STATUS_KINDS) status!: (typeof STATUS_KINDS)[number];
   /** Required with `completed`. */
@@ -133,11 +140,17 @@ export class StatusRequest extends FencedWrite {
   @ValidateIf((o: StatusRequest) => o.status === 'failed' || o.error !== undefined)
   @IsDefined({ message: '$property is required when status is failed' }) @ValidateNested() @Type(() => JobFailure)
   error?: JobFailure;
+
+  /** With `completed` or `failed`: claim the worker's next job in the same call (answered in `next`). */
+  @IsOptional() @ValidateNested() @Type(() => ClaimNext)
+  claimNext?: ClaimNext;
 }
 
 export interface StatusResponse {
   jobId: string;
   state: string;
+  /** Present when `claimNext` was asked: the next leased job, or null when none came within its waitMs. */
+  next?: ClaimedJob | null;
 }
 
 export class ProgressRequest extends FencedWrite {

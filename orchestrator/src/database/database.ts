@@ -1,22 +1,36 @@
 import { Injectable, type OnApplicationShutdown, type OnModuleInit } from '@nestjs/common';
-import type { Pool } from 'pg';
+import type { Pool, PoolClient } from 'pg';
 import { DataSource } from 'typeorm';
-import { GroupCommit } from './group-commit';
 import { NotifyListener } from './notify-listener';
 
-/** The raw pg pool under TypeORM, the group-commit executor, and this process's LISTEN connection. */
+/** The raw pg pool under TypeORM, and this process's LISTEN connection. */
 @Injectable()
 export class Database implements OnModuleInit, OnApplicationShutdown {
   readonly pool: Pool;
-  readonly tx: GroupCommit;
   readonly listener: NotifyListener;
 
   constructor(dataSource: DataSource) {
     // TypeORM's postgres driver keeps its pg.Pool as `master`; hot paths use it directly (prepared, batched SQL).
     this.pool = (dataSource.driver as unknown as { master: Pool }).master;
-    this.tx = new GroupCommit(this.pool, { maxBatch: 64, maxInFlight: 2 });
     const options = dataSource.options as { url?: string };
     this.listener = new NotifyListener(options.url!);
+  }
+
+  /** Runs `work` in one transaction; single statements use the pool directly (they commit on their own). */
+  async transaction<T>(work: (client: PoolClient) => Promise<T>): Promise<T> {
+    const client = await this.pool.connect();
+    let broken = false;
+    try {
+      await client.query('BEGIN');
+      const result = await work(client);
+      await client.query('COMMIT');
+      return result;
+    } catch (error) {
+      await client.query('ROLLBACK').catch(() => (broken = true));
+      throw error;
+    } finally {
+      client.release(broken);
+    }
   }
 
   async onModuleInit(): Promise<void> {

@@ -8,6 +8,7 @@ import { ApiError } from '../common/api-error';
 import { OrchestratorConfig } from '../config/orchestrator.config';
 import { Database } from '../database/database';
 import { LeaseRepository } from '../leases/lease.repository';
+import { LeasesService } from '../leases/leases.service';
 import { MetricsService } from '../observability/metrics.service';
 import { WorkerRepository } from './worker.repository';
 
@@ -22,6 +23,7 @@ export class FleetService {
     private readonly workers: WorkerRepository,
     private readonly leases: LeaseRepository,
     private readonly metrics: MetricsService,
+    private readonly leasing: LeasesService,
   ) {}
 
   /**
@@ -30,11 +32,12 @@ export class FleetService {
    */
   async register(req: RegisterWorkerRequest): Promise<RegisterWorkerResponse> {
     const workerId = req.workerId ?? `${req.provider}-${randomBytes(6).toString('hex')}`;
-    const released = await this.db.tx.run(async (c) => {
+    const released = await this.db.transaction(async (c) => {
       const ids = await this.leases.release(c, workerId);
       await this.workers.upsert(c, workerId, req);
       return ids;
     });
+    this.leasing.rememberCaps(workerId, { kinds: req.kinds, gpuClass: req.gpuClass ?? null, vramGb: req.vramGb ?? 0 });
     this.logger.log(`worker ${workerId} registered (${req.provider}/${req.mode}, ${req.gpuClass ?? 'no gpu class'}, kinds ${req.kinds.join(',')})`);
     if (released.length) this.logger.warn(`worker ${workerId} re-registered; released ${released.length} job(s) of its previous run`);
     return {
@@ -46,7 +49,7 @@ export class FleetService {
   }
 
   async heartbeat(workerId: string, req: HeartbeatRequest): Promise<HeartbeatResponse> {
-    const outcome = await this.db.tx.run((c) => this.leases.heartbeat(c, workerId, req, this.config.LEASE_TTL_SEC));
+    const outcome = await this.leases.heartbeat(this.db.pool, workerId, req, this.config.LEASE_TTL_SEC);
     if (!outcome) throw notRegistered(workerId);
     this.metrics.heartbeatLag.observe(outcome.lagSec);
     if (outcome.wasOffline) this.logger.warn(`worker ${workerId} is back online`);
@@ -64,7 +67,7 @@ export class FleetService {
   }
 
   async deregister(workerId: string, reason?: string): Promise<DeregisterResponse> {
-    const released = await this.db.tx.run(async (c) => {
+    const released = await this.db.transaction(async (c) => {
       const ids = await this.leases.release(c, workerId);
       return (await this.workers.stop(c, workerId)) ? ids : null;
     });
@@ -78,7 +81,7 @@ export class FleetService {
   }
 
   async command(workerId: string, command: WorkerCommand | 'none'): Promise<WorkerView> {
-    const ok = await this.db.tx.run((c) => this.workers.setCommand(c, workerId, command === 'none' ? null : command));
+    const ok = await this.workers.setCommand(this.db.pool, workerId, command === 'none' ? null : command);
     if (!ok) throw ApiError.notFound(`worker ${workerId}`);
     return (await this.workers.list(this.db.pool, workerId))[0]!;
   }

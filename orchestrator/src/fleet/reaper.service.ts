@@ -2,7 +2,7 @@ import { Injectable, Logger, type OnApplicationBootstrap, type OnApplicationShut
 import { SchedulerRegistry } from '@nestjs/schedule';
 import { OrchestratorConfig } from '../config/orchestrator.config';
 import { Database } from '../database/database';
-import { LeaseRepository, type ReapOutcome } from '../leases/lease.repository';
+import { LeaseExpiryRepository, type ReapOutcome } from '../leases/lease-expiry.repository';
 import { MetricsService } from '../observability/metrics.service';
 
 /**
@@ -18,7 +18,7 @@ export class ReaperService implements OnApplicationBootstrap, OnApplicationShutd
   constructor(
     private readonly config: OrchestratorConfig,
     private readonly db: Database,
-    private readonly leases: LeaseRepository,
+    private readonly leases: LeaseExpiryRepository,
     private readonly metrics: MetricsService,
     private readonly scheduler: SchedulerRegistry,
   ) {}

@@ -1,4 +1,5 @@
 import type { Pool, PoolClient } from 'pg';
+import type { Queryable } from '../leases/lease.repository';
 import type { RegisterWorkerRequest, WorkerCommand, WorkerView } from '@avatar-fleet/contracts';
 
 /** The worker registry. Liveness (heartbeats) and leases are in LeaseRepository. */
@@ -30,7 +31,7 @@ export class WorkerRepository {
     return (rowCount ?? 0) > 0;
   }
 
-  async setCommand(db: PoolClient, id: string, command: WorkerCommand | null): Promise<boolean> {
+  async setCommand(db: Queryable, id: string, command: WorkerCommand | null): Promise<boolean> {
     const { rowCount } = await db.query(`UPDATE workers SET command = $2 WHERE id = $1 AND state <> 'stopped'`, [id, command]);
     return (rowCount ?? 0) > 0;
   }

@@ -1,4 +1,5 @@
-import type { Pool, PoolClient } from 'pg';
+import type { Pool } from 'pg';
+import type { Queryable } from '../leases/lease.repository';
 import type { JobKind, JobState, JobView } from '@avatar-fleet/contracts';
 import { Channels } from '../database/notify-listener';
 
@@ -33,7 +34,7 @@ const VIEW_COLUMNS = `id, kind, state, input, priority, gpu_class, min_vram_gb, 
 /** The product side of the jobs table: create, read, list, cancel, retry. Worker writes live in LeaseRepository. */
 export class JobRepository {
   /** Inserts the job, or returns the one an earlier request with the same idempotency key made. */
-  async create(db: PoolClient, job: NewJob): Promise<CreateOutcome> {
+  async create(db: Queryable, job: NewJob): Promise<CreateOutcome> {
     const inserted = await db.query({
       name: 'job-create',
       text: `
@@ -60,7 +61,7 @@ export class JobRepository {
     return { kind: 'existing', job: toView(row) };
   }
 
-  async get(db: Pool | PoolClient, owner: string, id: string): Promise<JobView | null> {
+  async get(db: Queryable, owner: string, id: string): Promise<JobView | null> {
     const { rows } = await db.query({
       name: 'job-get',
       text: `SELECT ${VIEW_COLUMNS} FROM jobs WHERE id = $1 AND owner = $2`,
@@ -88,7 +89,7 @@ export class JobRepository {
   }
 
   /** Queued: cancelled at once. Running: flagged, and the worker learns it from its next heartbeat or progress reply. */
-  async cancel(db: PoolClient, owner: string, id: string): Promise<TransitionOutcome> {
+  async cancel(db: Queryable, owner: string, id: string): Promise<TransitionOutcome> {
     const { rows } = await db.query(
       `WITH done AS (
          UPDATE jobs SET
@@ -109,7 +110,7 @@ export class JobRepository {
   }
 
   /** A failed or cancelled job goes back to the queue with a fresh budget of attempts. */
-  async retry(db: PoolClient, owner: string, id: string): Promise<TransitionOutcome> {
+  async retry(db: Queryable, owner: string, id: string): Promise<TransitionOutcome> {
     const { rows } = await db.query(
       `WITH done AS (
          UPDATE jobs SET state = 'queued', attempts_used = 0, lease_losses = 0, cancel_requested = false,
@@ -131,7 +132,7 @@ export class JobRepository {
     return rows;
   }
 
-  private async explain(db: PoolClient, owner: string, id: string, idempotentStates: JobState[]): Promise<TransitionOutcome> {
+  private async explain(db: Queryable, owner: string, id: string, idempotentStates: JobState[]): Promise<TransitionOutcome> {
     const job = await this.get(db, owner, id);
     if (!job) return { kind: 'missing' };
     if (idempotentStates.includes(job.state)) return { kind: 'ok', job };

@@ -28,8 +28,7 @@ export class JobsService implements OnModuleInit {
     const input = validateDto<object>(spec.input, req.input);
     if (!input.ok) throw ApiError.validation(input.fields.map((f) => ({ ...f, field: `input.${f.field}` })));
     const policy = spec.policy;
-    const outcome = await this.db.tx.run((client) =>
-      this.jobs.create(client, {
+    const outcome = await this.jobs.create(this.db.pool, {
         owner,
         kind: req.kind,
         // Stored as validated, with the DTO's defaults filled in, so workers see exactly what was accepted.
@@ -44,8 +43,7 @@ export class JobsService implements OnModuleInit {
         timeoutSec: req.timeoutSec ?? policy.timeoutSec,
         backoffBaseMs: policy.backoff.baseMs,
         backoffMaxMs: policy.backoff.maxMs,
-      }),
-    );
+    });
     if (outcome.kind === 'conflict') {
       throw new ApiError(409, ErrorCode.IdempotencyConflict, 'idempotencyKey was already used for a different request');
     }
@@ -78,11 +76,11 @@ export class JobsService implements OnModuleInit {
   }
 
   async cancel(owner: string, id: string): Promise<JobView> {
-    return unwrap(id, await this.db.tx.run((client) => this.jobs.cancel(client, owner, id)), 'cancel');
+    return unwrap(id, await this.jobs.cancel(this.db.pool, owner, id), 'cancel');
   }
 
   async retry(owner: string, id: string): Promise<JobView> {
-    return unwrap(id, await this.db.tx.run((client) => this.jobs.retry(client, owner, id)), 'retry');
+    return unwrap(id, await this.jobs.retry(this.db.pool, owner, id), 'retry');
   }
 }
 

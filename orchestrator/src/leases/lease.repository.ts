@@ -1,6 +1,7 @@
-import type { PoolClient } from 'pg';
+import type { Pool, PoolClient } from 'pg';
 import type { ClaimedJob, HeldLease, JobKind, Telemetry, WorkerActivity, WorkerCommand } from '@avatar-fleet/contracts';
 import { Channels } from '../database/notify-listener';
+import { BACKOFF, BACK_TO_QUEUE } from './sql-fragments';
 
 /**
  * Queue semantics in SQL, in one place: claim, renew, progress, complete, fail, release, reap.
@@ -8,20 +9,34 @@ import { Channels } from '../database/notify-listener';
  * database clock only. Each method takes the transaction's client; callers batch them (GroupCommit).
  */
 
-/** Exponential backoff with jitter in [50 %, 100 %], from the job's own policy columns. */
-const BACKOFF = `make_interval(secs => least(backoff_max_ms, backoff_base_ms * power(2, least(attempts_used, 30)))
-  * (0.5 + random() * 0.5) / 1000.0)`;
+/** Anything that runs a query: the pool (autocommit) or a client inside a transaction. */
+export type Queryable = Pool | PoolClient;
 
-/** Columns reset when a running job goes back to the queue. */
-const BACK_TO_QUEUE = `lease_token = NULL, lease_expires_at = NULL, deadline_at = NULL, worker_id = NULL, started_at = NULL`;
+/** What a worker can run; claimers with equal capabilities are claimed for in one statement. */
+export interface WorkerCaps {
+  kinds: JobKind[];
+  gpuClass: string | null;
+  vramGb: number;
+}
 
-export type ClaimOutcome = { kind: 'claimed'; job: ClaimedJob } | { kind: 'empty'; workerKinds: JobKind[] } | { kind: 'draining' } | { kind: 'unknown_worker' };
+export interface Completion {
+  jobId: string;
+  attempt: number;
+  leaseToken: string;
+  result: object;
+}
+
+export type ClaimOutcome =
+  | { kind: 'claimed'; job: ClaimedJob }
+  | { kind: 'empty' }
+  | { kind: 'draining' }
+  | { kind: 'unknown_worker' }
+  /** The worker re-registered with other capabilities than the ones the claim was grouped by. */
+  | { kind: 'caps_changed' };
 
 export type FenceOutcome = 'applied' | 'stale' | 'missing';
 
 export type CompleteOutcome =
-  | { kind: 'succeeded' }
-  | { kind: 'cancelled' }
   | { kind: 'duplicate' }
   | { kind: 'mismatch' }
   | { kind: 'stale' | 'missing' };
@@ -36,63 +51,85 @@ export interface HeartbeatOutcome {
   wasOffline: boolean;
 }
 
-export interface ReapOutcome {
-  offlineWorkers: string[];
-  expired: { id: string; state: string }[];
-  timedOut: { id: string; state: string }[];
-}
 
 export class LeaseRepository {
-  /** One statement: pick the best queued job this worker can run, lease it, and log the attempt. */
-  async claim(db: PoolClient, workerId: string, leaseTtlSec: number): Promise<ClaimOutcome> {
+  /**
+   * One statement claims for many parked claimers that share capabilities (`caps`): it locks the
+   * best `n` claimable jobs with SKIP LOCKED, leases one to each eligible claimer, and logs the
+   * attempts. Claimers are answered in the order given; a worker may appear more than once (slots).
+   */
+  async claimBatch(db: Queryable, caps: WorkerCaps, workerIds: string[], leaseTtlSec: number): Promise<ClaimOutcome[]> {
     const { rows } = await db.query({
-      name: 'claim',
+      name: 'claim-batch',
       text: `
-      WITH w AS (
-        SELECT id, kinds, gpu_class, coalesce(vram_gb, 0) AS vram_gb, command FROM workers WHERE id = $1 AND state = 'online'
+      WITH req AS (
+        SELECT worker_id, ord FROM unnest($1::text[]) WITH ORDINALITY AS r(worker_id, ord)
+      ), claimers AS (
+        SELECT req.worker_id, req.ord, row_number() OVER (ORDER BY req.ord) AS rn
+        FROM req JOIN workers w ON w.id = req.worker_id
+        WHERE w.state = 'online' AND w.command IS NULL AND w.kinds = $2::text[]
+          AND w.gpu_class IS NOT DISTINCT FROM $3::text AND coalesce(w.vram_gb, 0) = $4::real
       ), picked AS (
-        SELECT j.id FROM jobs j, w
-        WHERE j.state = 'queued' AND w.command IS NULL AND j.run_after <= now() AND j.kind = ANY (w.kinds)
-          AND (j.gpu_class IS NULL OR j.gpu_class = w.gpu_class) AND j.min_vram_gb <= w.vram_gb
-        ORDER BY j.priority DESC, j.created_at, j.id
-        LIMIT 1
-        FOR UPDATE OF j SKIP LOCKED
+        SELECT id, row_number() OVER () AS rn FROM (
+          SELECT j.id FROM jobs j
+          WHERE j.state = 'queued' AND j.run_after <= now() AND j.kind = ANY ($2::text[])
+            AND (j.gpu_class IS NULL OR j.gpu_class = $3::text) AND j.min_vram_gb <= $4::real
+          ORDER BY j.priority DESC, j.created_at, j.id
+          LIMIT (SELECT count(*) FROM claimers)
+          FOR UPDATE SKIP LOCKED
+        ) s
       ), claimed AS (
         UPDATE jobs j SET state = 'running', attempt = j.attempt + 1, lease_token = gen_random_uuid(),
-          lease_expires_at = now() + make_interval(secs => $2), worker_id = $1, started_at = now(),
+          lease_expires_at = now() + make_interval(secs => $5), worker_id = c.worker_id, started_at = now(),
           deadline_at = now() + make_interval(secs => j.timeout_sec), progress = NULL, updated_at = now()
-        FROM picked WHERE j.id = picked.id
-        RETURNING j.id, j.kind, j.input, j.priority, j.attempt, j.lease_token, j.lease_expires_at, j.deadline_at, j.timeout_sec
+        FROM picked p JOIN claimers c USING (rn)
+        WHERE j.id = p.id
+        RETURNING c.ord, j.id, j.kind, j.input, j.priority, j.attempt, j.lease_token, j.lease_expires_at, j.deadline_at, j.timeout_sec, j.worker_id
       ), logged AS (
-        INSERT INTO job_attempts (job_id, attempt, worker_id, lease_token) SELECT id, attempt, $1, lease_token FROM claimed
+        INSERT INTO job_attempts (job_id, attempt, worker_id, lease_token) SELECT id, attempt, worker_id, lease_token FROM claimed
       )
-      SELECT (SELECT command FROM w) AS command, (SELECT kinds FROM w) AS worker_kinds, (SELECT count(*) FROM w)::int AS worker_ok, c.*
-      FROM (SELECT 1) one LEFT JOIN claimed c ON true`,
-      values: [workerId, leaseTtlSec],
+      SELECT req.ord, w.state, w.command, (c.ord IS NOT NULL) AS eligible, cl.id, cl.kind, cl.input, cl.priority, cl.attempt,
+        cl.lease_token, cl.lease_expires_at, cl.deadline_at, cl.timeout_sec
+      FROM req LEFT JOIN workers w ON w.id = req.worker_id LEFT JOIN claimers c ON c.ord = req.ord LEFT JOIN claimed cl ON cl.ord = req.ord
+      ORDER BY req.ord`,
+      values: [workerIds, caps.kinds, caps.gpuClass, caps.vramGb, leaseTtlSec],
     });
-    const row = rows[0];
-    if (!row || row.worker_ok === 0) return { kind: 'unknown_worker' };
-    if (row.command) return { kind: 'draining' };
-    if (!row.id) return { kind: 'empty', workerKinds: row.worker_kinds };
-    return {
-      kind: 'claimed',
-      job: {
-        id: row.id,
-        kind: row.kind as JobKind,
-        input: row.input,
-        priority: row.priority,
-        attempt: row.attempt,
-        leaseToken: row.lease_token,
-        leaseExpiresAt: row.lease_expires_at.toISOString(),
-        deadlineAt: row.deadline_at.toISOString(),
-        timeoutSec: row.timeout_sec,
-      },
-    };
+    return rows.map((row): ClaimOutcome => {
+      if (row.id) {
+        return {
+          kind: 'claimed',
+          job: {
+            id: row.id,
+            kind: row.kind as JobKind,
+            input: row.input,
+            priority: row.priority,
+            attempt: row.attempt,
+            leaseToken: row.lease_token,
+            leaseExpiresAt: row.lease_expires_at.toISOString(),
+            deadlineAt: row.deadline_at.toISOString(),
+            timeoutSec: row.timeout_sec,
+          },
+        };
+      }
+      if (row.state !== 'online') return { kind: 'unknown_worker' };
+      if (row.command) return { kind: 'draining' };
+      return row.eligible ? { kind: 'empty' } : { kind: 'caps_changed' };
+    });
+  }
+
+  /** What a claimer can run, as the workers table has it. */
+  async workerCaps(db: Queryable, workerId: string): Promise<WorkerCaps | null> {
+    const { rows } = await db.query({
+      name: 'worker-caps',
+      text: `SELECT kinds, gpu_class, coalesce(vram_gb, 0) AS vram_gb FROM workers WHERE id = $1`,
+      values: [workerId],
+    });
+    return rows[0] ? { kinds: rows[0].kinds, gpuClass: rows[0].gpu_class, vramGb: rows[0].vram_gb } : null;
   }
 
   /** Records liveness and extends the leases the worker lists, if they are still its own. */
   async heartbeat(
-    db: PoolClient,
+    db: Queryable,
     workerId: string,
     report: { activity: WorkerActivity; leases: HeldLease[]; telemetry?: Telemetry; executionProvider?: string },
     leaseTtlSec: number,
@@ -144,7 +181,7 @@ export class LeaseRepository {
 
   /** Stores progress (only a newer sequence) and extends the lease: a reporting worker is alive. */
   async progress(
-    db: PoolClient,
+    db: Queryable,
     jobId: string,
     fence: { attempt: number; leaseToken: string },
     report: { stage: string; fraction: number; sequence: number; message?: string },
@@ -167,7 +204,7 @@ export class LeaseRepository {
   }
 
   /** A fenced no-op write: tells the worker whether its attempt is still the current one. */
-  async confirmRunning(db: PoolClient, jobId: string, fence: { attempt: number; leaseToken: string }): Promise<FenceOutcome> {
+  async confirmRunning(db: Queryable, jobId: string, fence: { attempt: number; leaseToken: string }): Promise<FenceOutcome> {
     const { rowCount } = await db.query({
       name: 'confirm-running',
       text: `SELECT 1 FROM jobs WHERE id = $1 AND attempt = $2 AND lease_token = $3 AND state = 'running'`,
@@ -177,46 +214,60 @@ export class LeaseRepository {
   }
 
   /**
-   * The accepted completion publishes the result in the same statement that ends the job.
-   * A cancellation requested meanwhile wins: the job ends cancelled and the result is dropped.
+   * One statement applies many completions. The accepted completion publishes the result in the
+   * same statement that ends the job; a cancellation requested meanwhile wins (the job ends
+   * cancelled, the result is dropped). Completions it could not apply come back as null: ask
+   * completionOutcome() why (a repeat, a mismatch, a stale attempt).
    */
-  async complete(db: PoolClient, jobId: string, fence: { attempt: number; leaseToken: string }, result: object): Promise<CompleteOutcome> {
-    const json = JSON.stringify(result);
+  async completeBatch(db: Queryable, completions: Completion[]): Promise<('succeeded' | 'cancelled' | null)[]> {
     const { rows } = await db.query({
-      name: 'complete',
+      name: 'complete-batch',
       text: `
-      WITH done AS (
-        UPDATE jobs SET
-          state = CASE WHEN cancel_requested THEN 'cancelled' ELSE 'succeeded' END,
-          result = CASE WHEN cancel_requested THEN NULL ELSE $4::jsonb END,
-          error_code = CASE WHEN cancel_requested THEN 'cancelled' END,
-          error_message = CASE WHEN cancel_requested THEN 'cancelled on request' END,
+      WITH req AS (
+        SELECT * FROM unnest($1::uuid[], $2::int[], $3::uuid[], $4::jsonb[]) WITH ORDINALITY AS r(job_id, attempt, lease_token, result, ord)
+      ), done AS (
+        UPDATE jobs j SET
+          state = CASE WHEN j.cancel_requested THEN 'cancelled' ELSE 'succeeded' END,
+          result = CASE WHEN j.cancel_requested THEN NULL ELSE req.result END,
+          error_code = CASE WHEN j.cancel_requested THEN 'cancelled' END,
+          error_message = CASE WHEN j.cancel_requested THEN 'cancelled on request' END,
           lease_expires_at = NULL, deadline_at = NULL, finished_at = now(), updated_at = now()
-        WHERE id = $1 AND attempt = $2 AND lease_token = $3 AND state = 'running'
-        RETURNING id, state
+        FROM req
+        WHERE j.id = req.job_id AND j.attempt = req.attempt AND j.lease_token = req.lease_token AND j.state = 'running'
+        RETURNING j.id, j.state, req.ord, req.attempt, req.result
       ), logged AS (
-        UPDATE job_attempts a SET ended_at = now(), outcome = done.state, result = $4::jsonb
-        FROM done WHERE a.job_id = done.id AND a.attempt = $2
+        UPDATE job_attempts a SET ended_at = now(), outcome = done.state, result = done.result
+        FROM done WHERE a.job_id = done.id AND a.attempt = done.attempt
       )
-      SELECT state, pg_notify('${Channels.jobFinished}', id::text) FROM done`,
-      values: [jobId, fence.attempt, fence.leaseToken, json],
+      SELECT ord, state, pg_notify('${Channels.jobFinished}', id::text) FROM done`,
+      values: [
+        completions.map((c) => c.jobId),
+        completions.map((c) => c.attempt),
+        completions.map((c) => c.leaseToken),
+        completions.map((c) => JSON.stringify(c.result)),
+      ],
     });
-    if (rows[0]) return { kind: rows[0].state === 'cancelled' ? 'cancelled' : 'succeeded' };
-    // Not current: a repeat of the accepted completion is answered as if it were the first.
+    const outcomes: ('succeeded' | 'cancelled' | null)[] = completions.map(() => null);
+    for (const row of rows) outcomes[Number(row.ord) - 1] = row.state;
+    return outcomes;
+  }
+
+  /** Why a completion was not applied: a repeat of the accepted one, a different result, or a stale attempt. */
+  async completionOutcome(db: Queryable, c: Completion): Promise<CompleteOutcome> {
     const prior = await db.query({
       name: 'complete-prior',
-      text: `SELECT j.state, a.result = $4::jsonb AS same FROM jobs j
+      text: `SELECT a.result = $4::jsonb AS same FROM jobs j
              JOIN job_attempts a ON a.job_id = j.id AND a.attempt = j.attempt
              WHERE j.id = $1 AND j.attempt = $2 AND j.lease_token = $3 AND j.state = 'succeeded'`,
-      values: [jobId, fence.attempt, fence.leaseToken, json],
+      values: [c.jobId, c.attempt, c.leaseToken, JSON.stringify(c.result)],
     });
     if (prior.rows[0]) return { kind: prior.rows[0].same ? 'duplicate' : 'mismatch' };
-    return { kind: await this.classifyStale(db, jobId) } as { kind: 'stale' | 'missing' };
+    return { kind: await this.classifyStale(db, c.jobId) };
   }
 
   /** A reported failure: back to the queue with backoff if retryable and attempts remain, else failed. */
   async fail(
-    db: PoolClient,
+    db: Queryable,
     jobId: string,
     fence: { attempt: number; leaseToken: string },
     error: { code: string; message: string; retryable: boolean },
@@ -256,7 +307,7 @@ export class LeaseRepository {
    * Gives a worker's running jobs back at once, not charged against attempts (graceful stop,
    * or a claim whose HTTP answer never reached the worker). Returns the released job ids.
    */
-  async release(db: PoolClient, workerId: string, onlyJob?: { id: string; attempt: number; leaseToken: string }): Promise<string[]> {
+  async release(db: Queryable, workerId: string, onlyJob?: { id: string; attempt: number; leaseToken: string }): Promise<string[]> {
     const { rows } = await db.query({
       name: 'release',
       text: `
@@ -281,77 +332,7 @@ export class LeaseRepository {
     return rows.map((r) => r.id as string);
   }
 
-  /** Marks silent workers offline, requeues or ends jobs whose lease or deadline passed. */
-  async reap(db: PoolClient, opts: { heartbeatIntervalSec: number; offlineAfterIntervals: number; maxLeaseLosses: number }): Promise<ReapOutcome> {
-    const offline = await db.query(
-      `UPDATE workers SET state = 'offline'
-       WHERE state = 'online' AND last_heartbeat_at < now() - make_interval(secs => $1::float8 * $2) RETURNING id`,
-      [opts.heartbeatIntervalSec, opts.offlineAfterIntervals],
-    );
-    const expired = await db.query(
-      `WITH due AS (
-         SELECT id FROM jobs WHERE state = 'running' AND lease_expires_at < now() FOR UPDATE SKIP LOCKED
-       ), done AS (
-         UPDATE jobs j SET lease_losses = lease_losses + 1,
-           state = CASE WHEN cancel_requested THEN 'cancelled' WHEN lease_losses + 1 >= $1 THEN 'failed' ELSE 'queued' END,
-           error_code = CASE WHEN cancel_requested THEN 'cancelled' WHEN lease_losses + 1 >= $1 THEN 'too_many_lease_losses' ELSE 'lease_lost' END,
-           error_message = CASE WHEN cancel_requested THEN 'cancelled on request'
-             WHEN lease_losses + 1 >= $1 THEN format('lost its worker %s times (the job may be killing its workers)', lease_losses + 1)
-             ELSE format('worker %s stopped renewing its lease', worker_id) END,
-           run_after = CASE WHEN lease_losses + 1 < $1 THEN now() + ${BACKOFF.replace('attempts_used', 'lease_losses')} ELSE run_after END,
-           finished_at = CASE WHEN cancel_requested OR lease_losses + 1 >= $1 THEN now() END,
-           ${BACK_TO_QUEUE}, updated_at = now()
-         FROM due WHERE j.id = due.id
-         RETURNING j.id, j.state, j.attempt
-       ), logged AS (
-         UPDATE job_attempts a SET ended_at = now(), outcome = 'lease_lost' FROM done WHERE a.job_id = done.id AND a.attempt = done.attempt
-       )
-       SELECT id, state, CASE WHEN state <> 'queued' THEN pg_notify('${Channels.jobFinished}', id::text) END FROM done`,
-      [opts.maxLeaseLosses],
-    );
-    const timedOut = await db.query(
-      `WITH due AS (
-         SELECT id FROM jobs WHERE state = 'running' AND deadline_at < now() FOR UPDATE SKIP LOCKED
-       ), done AS (
-         UPDATE jobs j SET attempts_used = attempts_used + 1,
-           state = CASE WHEN cancel_requested THEN 'cancelled' WHEN attempts_used + 1 < max_attempts THEN 'queued' ELSE 'failed' END,
-           error_code = CASE WHEN cancel_requested THEN 'cancelled' ELSE 'timeout' END,
-           error_message = CASE WHEN cancel_requested THEN 'cancelled on request'
-             ELSE format('attempt %s ran past its %s s time-out', attempt, timeout_sec) END,
-           run_after = CASE WHEN attempts_used + 1 < max_attempts THEN now() + ${BACKOFF} ELSE run_after END,
-           finished_at = CASE WHEN cancel_requested OR attempts_used + 1 >= max_attempts THEN now() END,
-           ${BACK_TO_QUEUE}, updated_at = now()
-         FROM due WHERE j.id = due.id
-         RETURNING j.id, j.state, j.attempt
-       ), logged AS (
-         UPDATE job_attempts a SET ended_at = now(), outcome = 'timed_out', error_code = 'timeout' FROM done
-         WHERE a.job_id = done.id AND a.attempt = done.attempt
-       )
-       SELECT id, state, CASE WHEN state <> 'queued' THEN pg_notify('${Channels.jobFinished}', id::text) END FROM done`,
-    );
-    return {
-      offlineWorkers: offline.rows.map((r) => r.id),
-      expired: expired.rows.map((r) => ({ id: r.id, state: r.state })),
-      timedOut: timedOut.rows.map((r) => ({ id: r.id, state: r.state })),
-    };
-  }
-
-  /**
-   * Wakes parked claimers for jobs whose backoff ended since the last tick: nothing else would,
-   * since their NOTIFY was sent (or not) when they were requeued, before they were claimable.
-   */
-  async announceMatured(db: PoolClient, windowMs: number): Promise<number> {
-    const { rows } = await db.query(
-      `SELECT pg_notify('${Channels.jobsQueued}', kind) FROM (
-         SELECT DISTINCT kind FROM jobs
-         WHERE state = 'queued' AND run_after <= now() AND run_after > now() - make_interval(secs => $1 / 1000.0)
-       ) k`,
-      [windowMs],
-    );
-    return rows.length;
-  }
-
-  private async classifyStale(db: PoolClient, jobId: string): Promise<'stale' | 'missing'> {
+  private async classifyStale(db: Queryable, jobId: string): Promise<'stale' | 'missing'> {
     const { rowCount } = await db.query({ name: 'job-exists', text: 'SELECT 1 FROM jobs WHERE id = $1', values: [jobId] });
     return rowCount ? 'stale' : 'missing';
   }

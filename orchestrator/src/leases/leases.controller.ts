@@ -36,10 +36,14 @@ export class LeasesController {
 
   @Post('buffer/jobs/:id/status')
   @HttpCode(200)
-  @ApiOperation({ summary: 'running / completed (result) / failed (error); 409 when the attempt is stale' })
+  @ApiOperation({ summary: 'running / completed (result) / failed (error); 409 when the attempt is stale. claimNext claims the next job in the same call' })
   @ApiBody({ schema: schemaRef('StatusRequest') })
-  status(@Param('id', new UuidPipe()) id: string, @Body(new DtoPipe(StatusRequest)) body: StatusRequest): Promise<StatusResponse> {
-    return this.leases.status(id, body);
+  status(
+    @Res({ passthrough: true }) reply: FastifyReply,
+    @Param('id', new UuidPipe()) id: string,
+    @Body(new DtoPipe(StatusRequest)) body: StatusRequest,
+  ): Promise<StatusResponse> {
+    return this.leases.status(id, body, hangUpSignal(reply));
   }
 
   @Post('jobs/:id/progress')

@@ -4,17 +4,25 @@ import {
 } from '@avatar-fleet/contracts';
 import { ApiError } from '../common/api-error';
 import { OrchestratorConfig } from '../config/orchestrator.config';
+import { Coalescer } from '../database/coalescer';
 import { Database } from '../database/database';
 import { Channels } from '../database/notify-listener';
 import { MetricsService } from '../observability/metrics.service';
 import { ClaimWaiters } from './claim-waiters';
-import { LeaseRepository, type FenceOutcome } from './lease.repository';
+import { LeaseRepository, type ClaimOutcome, type CompleteOutcome, type Completion, type WorkerCaps } from './lease.repository';
+
+type ClaimRequest = { workerId: string; caps: WorkerCaps };
+type CompletionResult = { kind: 'succeeded' | 'cancelled' } | CompleteOutcome;
 
 /** Claims (long-poll), progress and status: every worker write about a job, fenced by its lease. */
 @Injectable()
 export class LeasesService implements OnModuleInit {
   private readonly logger = new Logger(LeasesService.name);
   private readonly waiters = new ClaimWaiters();
+  /** Capabilities by worker id, to group claimers; the claim statement re-checks them against the table. */
+  private readonly caps = new Map<string, WorkerCaps>();
+  private readonly claims = new Coalescer<ClaimRequest, ClaimOutcome>((batch) => this.claimBatch(batch), { maxBatch: 256, maxInFlight: 1 });
+  private readonly completions = new Coalescer<Completion, CompletionResult>((batch) => this.completeBatch(batch), { maxBatch: 256, maxInFlight: 1 });
 
   constructor(
     private readonly config: OrchestratorConfig,
@@ -28,6 +36,11 @@ export class LeasesService implements OnModuleInit {
     this.db.listener.onReconnect(() => this.waiters.wakeAll());
   }
 
+  /** Called on registration, so the first claim needs no lookup. */
+  rememberCaps(workerId: string, caps: WorkerCaps): void {
+    this.caps.set(workerId, { ...caps, kinds: [...caps.kinds].sort() });
+  }
+
   /**
    * Claims a job for the worker, parking up to `waitMs` when none is claimable. If the worker hung
    * up while parked, a job claimed for it is released at once rather than left to its lease expiry.
@@ -37,19 +50,17 @@ export class LeasesService implements OnModuleInit {
     let waiter: ReturnType<ClaimWaiters['register']> | null = null;
     try {
       for (;;) {
-        const outcome = await this.db.tx.run((c) => this.leases.claim(c, workerId, this.config.LEASE_TTL_SEC));
+        const outcome = await this.claimOnce(workerId);
         if (outcome.kind === 'claimed') {
           if (signal.aborted) {
-            await this.db.tx.run((c) => this.leases.release(c, workerId, outcome.job));
+            await this.leases.release(this.db.pool, workerId, outcome.job);
             this.metrics.claims.inc({ outcome: 'abandoned' });
             return null;
           }
           this.metrics.claims.inc({ outcome: 'claimed' });
-          // Another parked claimer may be able to take the next job right away.
-          this.waiters.wake(outcome.job.kind);
           return outcome.job;
         }
-        if (outcome.kind === 'unknown_worker') {
+        if (outcome.kind === 'unknown_worker' || outcome.kind === 'caps_changed') {
           this.metrics.claims.inc({ outcome: 'rejected' });
           throw new ApiError(409, ErrorCode.WorkerNotRegistered, `worker ${workerId} is not registered or not online; register again`);
         }
@@ -60,7 +71,7 @@ export class LeasesService implements OnModuleInit {
         }
         if (!waiter) {
           // Register, then claim once more: a job committed before registration is found by that claim.
-          waiter = this.waiters.register(outcome.workerKinds);
+          waiter = this.waiters.register(this.caps.get(workerId)?.kinds ?? []);
           this.metrics.parkedClaims.set(this.waiters.size);
           continue;
         }
@@ -74,25 +85,35 @@ export class LeasesService implements OnModuleInit {
   }
 
   async progress(jobId: string, req: ProgressRequest): Promise<ProgressResponse> {
-    const outcome = await this.db.tx.run((c) => this.leases.progress(c, jobId, req, req, this.config.LEASE_TTL_SEC));
-    if (typeof outcome === 'string') throw this.fenceError(jobId, outcome);
+    const outcome = await this.leases.progress(this.db.pool, jobId, req, req, this.config.LEASE_TTL_SEC);
+    if (outcome === 'stale' || outcome === 'missing') throw this.fenceError(jobId, outcome);
     return { cancelRequested: outcome.cancelRequested, leaseExpiresAt: outcome.leaseExpiresAt.toISOString() };
   }
 
-  async status(jobId: string, req: StatusRequest): Promise<StatusResponse> {
+  async status(jobId: string, req: StatusRequest, signal: AbortSignal): Promise<StatusResponse> {
+    if (req.claimNext && req.status === 'running') {
+      throw ApiError.validation([{ field: 'claimNext', problems: ['claimNext is allowed only with status completed or failed'] }]);
+    }
+    const state = await this.finalStatus(jobId, req);
+    if (!req.claimNext) return { jobId, state };
+    const next = await this.claim(req.claimNext.workerId, req.claimNext.waitMs ?? 0, signal);
+    return { jobId, state, next };
+  }
+
+  private async finalStatus(jobId: string, req: StatusRequest): Promise<string> {
     switch (req.status) {
       case 'running': {
-        const outcome = await this.db.tx.run((c) => this.leases.confirmRunning(c, jobId, req));
+        const outcome = await this.leases.confirmRunning(this.db.pool, jobId, req);
         if (outcome === 'stale' || outcome === 'missing') throw this.fenceError(jobId, outcome);
-        return { jobId, state: 'running' };
+        return 'running';
       }
       case 'completed': {
-        const outcome = await this.db.tx.run((c) => this.leases.complete(c, jobId, req, req.result!));
+        const outcome = await this.completions.submit({ jobId, attempt: req.attempt, leaseToken: req.leaseToken, result: req.result! });
         this.metrics.finished.inc({ kind: 'completed', outcome: outcome.kind });
         switch (outcome.kind) {
           case 'succeeded':
           case 'duplicate':
-            return { jobId, state: 'succeeded' };
+            return 'succeeded';
           case 'cancelled':
             throw new ApiError(409, ErrorCode.JobCancelled, `job ${jobId} was cancelled; its result was not published`);
           case 'mismatch':
@@ -102,15 +123,57 @@ export class LeasesService implements OnModuleInit {
         }
       }
       case 'failed': {
-        const outcome = await this.db.tx.run((c) => this.leases.fail(c, jobId, req, req.error!));
+        const outcome = await this.leases.fail(this.db.pool, jobId, req, req.error!);
         this.metrics.finished.inc({ kind: 'failed', outcome: outcome.kind });
         if (outcome.kind !== 'applied') throw this.fenceError(jobId, outcome.kind);
-        return { jobId, state: outcome.state };
+        return outcome.state;
       }
     }
   }
 
-  private fenceError(jobId: string, outcome: Exclude<FenceOutcome, 'applied'>): ApiError {
+  private async claimOnce(workerId: string): Promise<ClaimOutcome> {
+    let caps = this.caps.get(workerId);
+    for (let attempt = 0; attempt < 2; attempt++) {
+      if (!caps) {
+        const loaded = await this.leases.workerCaps(this.db.pool, workerId);
+        if (!loaded) return { kind: 'unknown_worker' };
+        this.rememberCaps(workerId, loaded);
+        caps = this.caps.get(workerId)!;
+      }
+      const outcome = await this.claims.submit({ workerId, caps });
+      if (outcome.kind !== 'caps_changed') return outcome;
+      this.caps.delete(workerId);
+      caps = undefined;
+    }
+    return { kind: 'caps_changed' };
+  }
+
+  /** One statement per group of claimers with equal capabilities. */
+  private async claimBatch(batch: ClaimRequest[]): Promise<ClaimOutcome[]> {
+    const groups = new Map<string, number[]>();
+    batch.forEach((req, i) => {
+      const key = JSON.stringify(req.caps);
+      groups.set(key, [...(groups.get(key) ?? []), i]);
+    });
+    const outcomes: ClaimOutcome[] = new Array(batch.length);
+    await Promise.all(
+      [...groups.values()].map(async (indexes) => {
+        const caps = batch[indexes[0]!]!.caps;
+        const results = await this.leases.claimBatch(this.db.pool, caps, indexes.map((i) => batch[i]!.workerId), this.config.LEASE_TTL_SEC);
+        indexes.forEach((i, k) => (outcomes[i] = results[k]!));
+      }),
+    );
+    return outcomes;
+  }
+
+  private async completeBatch(batch: Completion[]): Promise<CompletionResult[]> {
+    const applied = await this.leases.completeBatch(this.db.pool, batch);
+    return Promise.all(
+      applied.map((state, i) => (state ? { kind: state } : this.leases.completionOutcome(this.db.pool, batch[i]!))),
+    );
+  }
+
+  private fenceError(jobId: string, outcome: 'stale' | 'missing'): ApiError {
     if (outcome === 'missing') return ApiError.notFound(`job ${jobId}`);
     this.logger.debug(`stale write for job ${jobId} rejected`);
     return ApiError.staleLease(jobId);

@@ -22,8 +22,12 @@ export interface OrchestratorProcess {
 }
 
 /** Starts `orchestrator/dist/src/main.js` as a real process on a free port against `databaseUrl`. */
-export async function startOrchestratorProcess(databaseUrl: string, env: Record<string, string> = {}): Promise<OrchestratorProcess> {
-  const proc = spawn(process.execPath, [MAIN], {
+export async function startOrchestratorProcess(
+  databaseUrl: string,
+  env: Record<string, string> = {},
+  nodeArgs: string[] = [],
+): Promise<OrchestratorProcess> {
+  const proc = spawn(process.execPath, [...nodeArgs, MAIN], {
     env: {
       PATH: process.env.PATH ?? '',
       NO_COLOR: '1',

@@ -1,0 +1,150 @@
+/**
+ * `npm run bench:dispatch`: one local PostgreSQL, one orchestrator process, and in this process:
+ *  (a) enqueue->claim latency with idle long-polling workers;
+ *  (b) claim+complete throughput over HTTP, 8 concurrent workers, 20,000 no-op jobs;
+ *  (c) graphile-worker 0.17 on the same jobs, same database, same concurrency.
+ * The last line is machine-readable; see README "Benchmarks".
+ */
+import { Pool } from 'pg';
+import { run, makeWorkerUtils } from 'graphile-worker';
+import type { WorkerClient } from '@avatar-fleet/contracts';
+import { registerWorker } from '@avatar-fleet/orchestrator/dist/test/helpers/fixtures';
+import { startOrchestratorProcess } from '@avatar-fleet/orchestrator/dist/test/helpers/orchestrator-process';
+import { startBenchDatabase } from './lib/bench-database';
+import { percentile, round } from './lib/stats';
+
+const JOBS = Number(process.env.BENCH_JOBS ?? 20_000);
+const CONCURRENCY = 8;
+const LATENCY_SAMPLES = Number(process.env.BENCH_LATENCY_SAMPLES ?? 500);
+
+async function latency(worker: () => WorkerClient, enqueue: () => Promise<string>): Promise<{ p50: number; p99: number }> {
+  const clients = await Promise.all(Array.from({ length: CONCURRENCY }, async () => {
+    const client = worker();
+    return { client, id: await registerWorker(client, { gpuClass: 'bench' }) };
+  }));
+  const waiting = new Map<string, (at: number) => void>();
+  let stop = false;
+  const loops = clients.map(async ({ client, id }) => {
+    while (!stop) {
+      const claim = await client.claim(id, 2_000);
+      if (!claim) continue;
+      const at = performance.now();
+      await client.status(claim.job.id, { attempt: claim.job.attempt, leaseToken: claim.job.leaseToken, status: 'completed', result: {} });
+      waiting.get(claim.job.id)?.(at);
+    }
+  });
+  await new Promise((r) => setTimeout(r, 500)); // let every worker park
+  const samples: number[] = [];
+  for (let i = 0; i < LATENCY_SAMPLES; i++) {
+    const start = performance.now();
+    let resolveClaim!: (at: number) => void;
+    const claimed = new Promise<number>((r) => (resolveClaim = r));
+    const id = await enqueue();
+    waiting.set(id, resolveClaim);
+    samples.push((await claimed) - start);
+    waiting.delete(id);
+    await new Promise((r) => setTimeout(r, 2)); // the completing worker parks again
+  }
+  stop = true;
+  await Promise.all(loops);
+  return { p50: percentile(samples, 0.5), p99: percentile(samples, 0.99) };
+}
+
+/** Throughput of HTTP workers; with `claimNext` each completion also claims the next job (one call per job). */
+async function httpThroughput(url: string, worker: () => WorkerClient, claimNext: boolean): Promise<number> {
+  const pool = new Pool({ connectionString: url, max: 2 });
+  await pool.query(
+    `INSERT INTO jobs (owner, kind, state, input, gpu_class, min_vram_gb, max_attempts, timeout_sec, backoff_base_ms, backoff_max_ms)
+     SELECT 'product', 'lipsync', 'queued', jsonb_build_object('avatarId', 'a', 'audio', 'a.wav', 'n', g), 'bench-throughput', 6, 3, 900, 2000, 60000
+     FROM generate_series(1, $1) g`,
+    [JOBS],
+  );
+  await pool.query(`DELETE FROM workers`);
+  await pool.query('VACUUM ANALYZE jobs');
+  await pool.end();
+  const clients = await Promise.all(Array.from({ length: CONCURRENCY }, async () => {
+    const client = worker();
+    return { client, id: await registerWorker(client, { gpuClass: 'bench-throughput' }) };
+  }));
+  let done = 0;
+  const start = performance.now();
+  await Promise.all(clients.map(async ({ client, id }) => {
+    let job = (await client.claim(id, 0))?.job ?? null;
+    while (job) {
+      const fence = { attempt: job.attempt, leaseToken: job.leaseToken };
+      if (claimNext) {
+        const reply = await client.status(job.id, { ...fence, status: 'completed', result: {}, claimNext: { workerId: id } });
+        job = reply.next ?? null;
+      } else {
+        await client.status(job.id, { ...fence, status: 'completed', result: {} });
+        job = (await client.claim(id, 0))?.job ?? null;
+      }
+      done++;
+    }
+  }));
+  const seconds = (performance.now() - start) / 1000;
+  if (done !== JOBS) throw new Error(`HTTP workers finished ${done} of ${JOBS} jobs`);
+  return JOBS / seconds;
+}
+
+async function graphileThroughput(url: string): Promise<number> {
+  const utils = await makeWorkerUtils({ connectionString: url });
+  await utils.migrate();
+  for (let i = 0; i < JOBS; i += 1000) {
+    await utils.addJobs(Array.from({ length: Math.min(1000, JOBS - i) }, (_, k) => ({ identifier: 'noop', payload: { n: i + k } })));
+  }
+  await utils.release();
+  let done = 0;
+  let finish!: () => void;
+  const finished = new Promise<void>((r) => (finish = r));
+  const start = performance.now();
+  const runner = await run({
+    connectionString: url,
+    concurrency: CONCURRENCY,
+    noHandleSignals: true,
+    pollInterval: 1000,
+    logger: new (await import('graphile-worker')).Logger(() => () => undefined),
+    taskList: {
+      noop: async () => {
+        if (++done === JOBS) finish();
+      },
+    },
+  });
+  await finished;
+  const seconds = (performance.now() - start) / 1000;
+  await runner.stop();
+  return JOBS / seconds;
+}
+
+async function main(): Promise<void> {
+  const db = await startBenchDatabase();
+  const orch = await startOrchestratorProcess(db.url, { LOG_LEVEL: 'warn', CLAIM_POLL_MS: '5000' });
+  try {
+    const fleet = orch.fleet();
+    console.log(`(a) enqueue->claim latency: ${LATENCY_SAMPLES} jobs, one at a time, ${CONCURRENCY} idle long-polling workers`);
+    const lat = await latency(() => orch.worker(), async () => (await fleet.createJob({
+      kind: 'lipsync', input: { avatarId: 'a', audio: 'a.wav' }, requirements: { gpuClass: 'bench' },
+    })).id);
+    console.log(`    p50 ${round(lat.p50, 2)} ms, p99 ${round(lat.p99, 2)} ms`);
+    console.log(`(b) HTTP claim+complete: ${JOBS} no-op jobs, ${CONCURRENCY} concurrent workers`);
+    const separate = await httpThroughput(db.url, () => orch.worker(), false);
+    console.log(`    separate claim and status calls (2 requests per job): ${Math.round(separate)} jobs/s`);
+    const http = await httpThroughput(db.url, () => orch.worker(), true);
+    console.log(`    status with claimNext (1 request per job, as buffer workers run): ${Math.round(http)} jobs/s`);
+    console.log(`(c) graphile-worker 0.17 (default settings): ${JOBS} no-op jobs, concurrency ${CONCURRENCY}, same database`);
+    const graphile = await graphileThroughput(db.url);
+    console.log(`    ${Math.round(graphile)} jobs/s`);
+    console.log(
+      `dispatch p50_ms=${round(lat.p50, 2)} p99_ms=${round(lat.p99, 2)} http_jobs_per_s=${Math.round(http)} ` +
+        `graphile_jobs_per_s=${Math.round(graphile)} ratio=${round(http / graphile, 2)}`,
+    );
+  } finally {
+    await orch.stop();
+    await db.stop();
+  }
+}
+
+main().catch((error: Error) => {
+  console.error(error.stack ?? error.message);
+  process.exit(1);
+});
