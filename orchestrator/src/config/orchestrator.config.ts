@@ -33,12 +33,16 @@ export class OrchestratorConfig {
   INTERNAL_API_KEY!: string;
 
   @Transform(toInt) @IsInt() @Min(1) @Max(300) HEARTBEAT_INTERVAL_SEC: number = 10;
-  /** Lease time-to-live; a lease not renewed by a heartbeat or progress report for this long expires. */
-  @Transform(toInt) @IsInt() @Min(1) @Max(3600) LEASE_TTL_SEC: number = 30;
+  /**
+   * Lease time-to-live; a lease not renewed by a heartbeat or progress report for this long expires.
+   * 2.5 heartbeat intervals: one lost heartbeat is forgiven, and a dead worker's job is requeued
+   * within 30 s of its death even when it died just after a heartbeat.
+   */
+  @Transform(toInt) @IsInt() @Min(1) @Max(3600) LEASE_TTL_SEC: number = 25;
   /** A worker silent for this many heartbeat intervals is marked offline. */
   @Transform(toInt) @IsInt() @Min(2) @Max(100) OFFLINE_AFTER_INTERVALS: number = 3;
   /** A job whose leases were lost this many times fails (a job that kills its workers). */
-  @Transform(toInt) @IsInt() @Min(1) @Max(100) MAX_LEASE_LOSSES: number = 3;
+  @Transform(toInt) @IsInt() @Min(1) @Max(100) MAX_LEASE_LOSSES: number = 5;
   @Transform(toInt) @IsInt() @Min(50) @Max(60_000) REAPER_INTERVAL_MS: number = 1000;
   /** Backstop poll of parked claims, in case a NOTIFY was missed. */
   @Transform(toInt) @IsInt() @Min(100) @Max(60_000) CLAIM_POLL_MS: number = 5000;
