@@ -102,7 +102,6 @@ async function graphileThroughput(url: string): Promise<number> {
     connectionString: url,
     concurrency: CONCURRENCY,
     noHandleSignals: true,
-    pollInterval: 1000,
     logger: new (await import('graphile-worker')).Logger(() => () => undefined),
     taskList: {
       noop: async () => {

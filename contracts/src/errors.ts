@@ -9,7 +9,6 @@ export const ErrorCode = {
   CompletionMismatch: 'completion_mismatch',
   JobCancelled: 'job_cancelled',
   WorkerNotRegistered: 'worker_not_registered',
-  WorkerIdTaken: 'worker_id_taken',
   PayloadTooLarge: 'payload_too_large',
   Internal: 'internal_error',
 } as const;

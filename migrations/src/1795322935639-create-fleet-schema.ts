@@ -41,9 +41,7 @@ export class CreateFleetSchema1795322935639 implements MigrationInterface {
       CONSTRAINT "PK_cf0a6c42b72fcc7f7c237def345" PRIMARY KEY ("id"))`);
     // The claim statement walks this index in order and stops at the first unlocked row it may take.
     await db.query(`CREATE INDEX "jobs_claimable_idx" ON "jobs" ("priority" DESC, "created_at", "id") WHERE state = 'queued'`);
-    await db.query(`CREATE INDEX "jobs_running_worker_idx" ON "jobs" ("worker_id") WHERE state = 'running'`);
-    await db.query(`CREATE INDEX "jobs_running_deadline_idx" ON "jobs" ("deadline_at") WHERE state = 'running'`);
-    await db.query(`CREATE INDEX "jobs_running_lease_idx" ON "jobs" ("lease_expires_at") WHERE state = 'running'`);
+    await db.query(`CREATE INDEX "jobs_leased_idx" ON "jobs" ("worker_id", "lease_expires_at") WHERE lease_expires_at IS NOT NULL`);
     await db.query(`CREATE INDEX "jobs_owner_created_idx" ON "jobs" ("owner", "created_at", "id")`);
     await db.query(`CREATE UNIQUE INDEX "jobs_owner_idempotency_key_uq" ON "jobs" ("owner", "idempotency_key") WHERE idempotency_key IS NOT NULL`);
     await db.query(`CREATE TABLE "job_attempts" (

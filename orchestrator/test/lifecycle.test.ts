@@ -180,6 +180,41 @@ describe('job lifecycle over HTTP (real orchestrator process, real PostgreSQL)',
     assert.equal((await fleet.getJob(id)).error?.code, 'no_face');
   });
 
+  test('claimNext: a final status claims the worker\'s next job in the same call', async () => {
+    const gpuClass = lane();
+    const workerId = await registerWorker(worker, { gpuClass });
+    const a = await fleet.createJob(lipsyncJob({ requirements: { gpuClass } }));
+    const b = await fleet.createJob(lipsyncJob({ requirements: { gpuClass } }));
+    const first = (await worker.claim(workerId, 0))!.job;
+    assert.equal(first.id, a.id);
+    const reply = await worker.status(first.id, {
+      attempt: first.attempt, leaseToken: first.leaseToken, status: 'completed', result: { n: 1 }, claimNext: { workerId },
+    });
+    assert.equal(reply.state, 'succeeded');
+    assert.equal(reply.next?.id, b.id);
+    assert.equal((await fleet.getJob(b.id)).workerId, workerId);
+    // Nothing left: with a wait, the call parks until a job arrives.
+    const second = reply.next!;
+    const parked = worker.status(second.id, {
+      attempt: second.attempt, leaseToken: second.leaseToken, status: 'failed',
+      error: { code: 'bad_audio', message: 'no samples', retryable: false }, claimNext: { workerId, waitMs: 10_000 },
+    });
+    await new Promise((r) => setTimeout(r, 200));
+    const c = await fleet.createJob(lipsyncJob({ requirements: { gpuClass } }));
+    const parkedReply = await parked;
+    assert.equal(parkedReply.state, 'failed');
+    assert.equal(parkedReply.next?.id, c.id);
+    await assert.rejects(
+      worker.status(c.id, { attempt: 1, leaseToken: parkedReply.next!.leaseToken, status: 'running', claimNext: { workerId } }),
+      (e: FleetApiError) => e.status === 400 && e.fields.some((f) => f.field === 'claimNext'),
+    );
+    // A rejected completion claims nothing.
+    await assert.rejects(
+      worker.status(a.id, { attempt: first.attempt, leaseToken: randomUUID(), status: 'completed', result: {}, claimNext: { workerId } }),
+      (e: FleetApiError) => e.status === 409,
+    );
+  });
+
   test('run and wait: GET with waitMs answers as soon as the job is terminal', async () => {
     const gpuClass = lane();
     const workerId = await registerWorker(worker, { gpuClass });

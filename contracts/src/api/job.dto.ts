@@ -51,7 +51,7 @@ export interface JobView {
   webhookUrl: string | null;
   /** Claims so far; the current or last attempt number. */
   attempt: number;
-  /** Failures and lost leases counted against maxAttempts. */
+  /** Failed and timed-out attempts, counted against maxAttempts (lost leases count in leaseLosses instead). */
   attemptsUsed: number;
   maxAttempts: number;
   leaseLosses: number;

@@ -6,7 +6,7 @@ import { LipsyncInput, type LipsyncResult } from './lipsync.input';
 export interface JobPolicy {
   /** Execution time-out of one attempt, separate from lease expiry. */
   timeoutSec: number;
-  /** Attempts a job may use up (failures and lost leases) before it fails for good. */
+  /** Failed or timed-out attempts a job may use up before it fails for good (lost leases have their own limit, MAX_LEASE_LOSSES). */
   maxAttempts: number;
   /** Exponential backoff between attempts: base * 2^(used-1), capped, with jitter. */
   backoff: { baseMs: number; maxMs: number };

@@ -16,7 +16,7 @@ interface Pending<Req, Res> {
  * queue up and go together in the next. With `execute` issuing one SQL statement per batch, N
  * concurrent claims or completions cost one round trip and one commit instead of N; every commit
  * is a WAL flush and every round trip a pair of syscalls, which is what bounds a protocol that
- * commits once per HTTP request (docs/benchmarks.md has the figures).
+ * commits once per HTTP request (README, Benchmarks, has the figures).
  */
 export class Coalescer<Req, Res> {
   private readonly queue: Pending<Req, Res>[] = [];

@@ -4,7 +4,7 @@ import { Client } from 'pg';
 export const Channels = {
   /** Payload: the job kind. Sent when a job becomes claimable. */
   jobsQueued: 'fleet_jobs_queued',
-  /** Payload: the job id. Sent when a job reaches a terminal state. */
+  /** Payload: job ids, comma-separated. Sent when jobs reach a terminal state. */
   jobFinished: 'fleet_job_finished',
 } as const;
 export type Channel = (typeof Channels)[keyof typeof Channels];

@@ -38,7 +38,7 @@ export class WorkerRepository {
 
   async list(db: Pool, id?: string): Promise<WorkerView[]> {
     const { rows } = await db.query(
-      `SELECT w.*, (SELECT count(*)::int FROM jobs j WHERE j.state = 'running' AND j.worker_id = w.id) AS running_jobs
+      `SELECT w.*, (SELECT count(*)::int FROM jobs j WHERE j.lease_expires_at IS NOT NULL AND j.state = 'running' AND j.worker_id = w.id) AS running_jobs
        FROM workers w WHERE ($1::text IS NULL OR w.id = $1)
        ORDER BY w.state = 'online' DESC, w.last_heartbeat_at DESC LIMIT 1000`,
       [id ?? null],

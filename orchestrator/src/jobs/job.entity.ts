@@ -9,9 +9,11 @@ import type { JobKind, JobState } from '@avatar-fleet/contracts';
 @Entity({ name: 'jobs' })
 @Index('jobs_owner_idempotency_key_uq', ['owner', 'idempotencyKey'], { unique: true, where: 'idempotency_key IS NOT NULL' })
 @Index('jobs_owner_created_idx', ['owner', 'createdAt', 'id'])
-@Index('jobs_running_lease_idx', ['leaseExpiresAt'], { where: "state = 'running'" })
-@Index('jobs_running_deadline_idx', ['deadlineAt'], { where: "state = 'running'" })
-@Index('jobs_running_worker_idx', ['workerId'], { where: "state = 'running'" })
+// Leased (running) jobs number at most the fleet's slots; lease_expires_at is set exactly while a job
+// is running. One small partial index serves per-worker lookups and the reaper's scans. Its
+// predicate is on lease_expires_at, not state, so a statement that only says state = 'running'
+// (a completion, looked up by primary key) is never planned as a scan of every running job.
+@Index('jobs_leased_idx', ['workerId', 'leaseExpiresAt'], { where: 'lease_expires_at IS NOT NULL' })
 // The claim index orders by priority DESC, which TypeORM's @Index cannot express: the migration owns it.
 @Index('jobs_claimable_idx', { synchronize: false })
 export class JobEntity {
@@ -34,7 +36,7 @@ export class JobEntity {
   @Column('int', { name: 'backoff_max_ms' }) backoffMaxMs!: number;
   /** Claims so far; bumped by every claim, so it also numbers attempts for fencing. */
   @Column('int', { default: 0 }) attempt!: number;
-  /** Failures and lost leases charged against max_attempts (graceful releases are not). */
+  /** Failed and timed-out attempts charged against max_attempts; lost leases and graceful releases are not. */
   @Column('int', { name: 'attempts_used', default: 0 }) attemptsUsed!: number;
   @Column('int', { name: 'lease_losses', default: 0 }) leaseLosses!: number;
   @Column('uuid', { name: 'lease_token', nullable: true }) leaseToken!: string | null;

@@ -19,7 +19,7 @@ export class JobsService implements OnModuleInit {
   ) {}
 
   onModuleInit(): void {
-    this.db.listener.on(Channels.jobFinished, (id) => this.waiters.wake(id));
+    this.db.listener.on(Channels.jobFinished, (ids) => ids.split(',').forEach((id) => this.waiters.wake(id)));
     this.db.listener.onReconnect(() => this.waiters.wakeAll());
   }
 

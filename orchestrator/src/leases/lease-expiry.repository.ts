@@ -40,7 +40,7 @@ export class LeaseExpiryRepository {
     );
     const timedOut = await db.query(
       `WITH due AS (
-         SELECT id FROM jobs WHERE state = 'running' AND deadline_at < now() FOR UPDATE SKIP LOCKED
+         SELECT id FROM jobs WHERE lease_expires_at IS NOT NULL AND state = 'running' AND deadline_at < now() FOR UPDATE SKIP LOCKED
        ), done AS (
          UPDATE jobs j SET attempts_used = attempts_used + 1,
            state = CASE WHEN cancel_requested THEN 'cancelled' WHEN attempts_used + 1 < max_attempts THEN 'queued' ELSE 'failed' END,

@@ -148,7 +148,7 @@ export class LeaseRepository {
       ), renewed AS (
         UPDATE jobs j SET lease_expires_at = greatest(j.lease_expires_at, now() + make_interval(secs => $8))
         FROM held
-        WHERE j.id = held.job_id AND j.attempt = held.attempt AND j.lease_token = held.lease_token
+        WHERE j.id = ANY ($5::uuid[]) AND j.id = held.job_id AND j.attempt = held.attempt AND j.lease_token = held.lease_token
           AND j.state = 'running' AND j.worker_id = $1 AND EXISTS (SELECT 1 FROM w)
         RETURNING j.id, j.cancel_requested, j.lease_expires_at
       )
@@ -233,13 +233,19 @@ export class LeaseRepository {
           error_message = CASE WHEN j.cancel_requested THEN 'cancelled on request' END,
           lease_expires_at = NULL, deadline_at = NULL, finished_at = now(), updated_at = now()
         FROM req
-        WHERE j.id = req.job_id AND j.attempt = req.attempt AND j.lease_token = req.lease_token AND j.state = 'running'
+        -- id = ANY(...) pins the plan to primary-key lookups; joining on req alone lets stale
+        -- statistics pick a scan of every running job.
+        WHERE j.id = ANY ($1::uuid[]) AND j.id = req.job_id AND j.attempt = req.attempt AND j.lease_token = req.lease_token
+          AND j.state = 'running'
         RETURNING j.id, j.state, req.ord, req.attempt, req.result
       ), logged AS (
         UPDATE job_attempts a SET ended_at = now(), outcome = done.state, result = done.result
         FROM done WHERE a.job_id = done.id AND a.attempt = done.attempt
+      ), notified AS (
+        -- One notification per batch: the payload lists the finished job ids, comma-separated.
+        SELECT pg_notify('${Channels.jobFinished}', string_agg(id::text, ',')) FROM done HAVING count(*) > 0
       )
-      SELECT ord, state, pg_notify('${Channels.jobFinished}', id::text) FROM done`,
+      SELECT ord, state, (SELECT count(*) FROM notified) AS notified FROM done`,
       values: [
         completions.map((c) => c.jobId),
         completions.map((c) => c.attempt),
@@ -317,7 +323,7 @@ export class LeaseRepository {
           error_code = CASE WHEN cancel_requested THEN 'cancelled' ELSE error_code END,
           error_message = CASE WHEN cancel_requested THEN 'cancelled on request' ELSE error_message END,
           run_after = now(), ${BACK_TO_QUEUE}, updated_at = now()
-        WHERE state = 'running' AND worker_id = $1
+        WHERE lease_expires_at IS NOT NULL AND state = 'running' AND worker_id = $1
           AND ($2::uuid IS NULL OR (id = $2 AND attempt = $3 AND lease_token = $4))
         RETURNING id, kind, state, attempt
       ), logged AS (

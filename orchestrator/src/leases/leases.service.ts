@@ -22,7 +22,8 @@ export class LeasesService implements OnModuleInit {
   /** Capabilities by worker id, to group claimers; the claim statement re-checks them against the table. */
   private readonly caps = new Map<string, WorkerCaps>();
   private readonly claims = new Coalescer<ClaimRequest, ClaimOutcome>((batch) => this.claimBatch(batch), { maxBatch: 256, maxInFlight: 1 });
-  private readonly completions = new Coalescer<Completion, CompletionResult>((batch) => this.completeBatch(batch), { maxBatch: 256, maxInFlight: 1 });
+  // 200 ids fit in one NOTIFY payload (8000 bytes), which lists every job the batch finished.
+  private readonly completions = new Coalescer<Completion, CompletionResult>((batch) => this.completeBatch(batch), { maxBatch: 200, maxInFlight: 1 });
 
   constructor(
     private readonly config: OrchestratorConfig,
