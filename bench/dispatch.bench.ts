@@ -22,6 +22,9 @@ async function latency(worker: () => WorkerClient, enqueue: () => Promise<string
     const client = worker();
     return { client, id: await registerWorker(client, { gpuClass: 'bench' }) };
   }));
+  // A claim can arrive before the enqueue call returns its id: whichever of the two comes second
+  // records the sample.
+  const claimedAt = new Map<string, number>();
   const waiting = new Map<string, (at: number) => void>();
   let stop = false;
   const loops = clients.map(async ({ client, id }) => {
@@ -29,21 +32,23 @@ async function latency(worker: () => WorkerClient, enqueue: () => Promise<string
       const claim = await client.claim(id, 2_000);
       if (!claim) continue;
       const at = performance.now();
+      const resolve = waiting.get(claim.job.id);
+      if (resolve) resolve(at);
+      else claimedAt.set(claim.job.id, at);
       await client.status(claim.job.id, { attempt: claim.job.attempt, leaseToken: claim.job.leaseToken, status: 'completed', result: {} });
-      waiting.get(claim.job.id)?.(at);
     }
   });
   await new Promise((r) => setTimeout(r, 500)); // let every worker park
   const samples: number[] = [];
   for (let i = 0; i < LATENCY_SAMPLES; i++) {
     const start = performance.now();
-    let resolveClaim!: (at: number) => void;
-    const claimed = new Promise<number>((r) => (resolveClaim = r));
     const id = await enqueue();
-    waiting.set(id, resolveClaim);
-    samples.push((await claimed) - start);
+    const early = claimedAt.get(id);
+    const at = early ?? (await new Promise<number>((resolve) => waiting.set(id, resolve)));
+    samples.push(at - start);
     waiting.delete(id);
-    await new Promise((r) => setTimeout(r, 2)); // the completing worker parks again
+    claimedAt.delete(id);
+    await new Promise((r) => setTimeout(r, 5)); // the completing worker parks again
   }
   stop = true;
   await Promise.all(loops);

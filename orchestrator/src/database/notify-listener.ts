@@ -36,6 +36,15 @@ export class NotifyListener {
     this.reconnectHandlers.add(handler);
   }
 
+  /**
+   * Delivers a notification to this process's handlers at once, without the round trip through
+   * PostgreSQL. For a commit this process just made; the NOTIFY still reaches every replica.
+   */
+  emitLocal(channel: Channel, payload: string): void {
+    const set = this.handlers.get(channel);
+    if (set) for (const handler of set) handler(payload);
+  }
+
   async start(): Promise<void> {
     await this.connect();
   }
@@ -49,10 +58,7 @@ export class NotifyListener {
 
   private async connect(): Promise<void> {
     const client = new Client({ connectionString: this.connectionString });
-    client.on('notification', (msg) => {
-      const set = this.handlers.get(msg.channel as Channel);
-      if (set) for (const handler of set) handler(msg.payload ?? '');
-    });
+    client.on('notification', (msg) => this.emitLocal(msg.channel as Channel, msg.payload ?? ''));
     client.on('error', (err) => this.logger.warn(`LISTEN connection error: ${err.message}`));
     client.on('end', () => {
       if (this.client === client) {

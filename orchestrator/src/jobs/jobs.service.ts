@@ -44,6 +44,8 @@ export class JobsService implements OnModuleInit {
         backoffBaseMs: policy.backoff.baseMs,
         backoffMaxMs: policy.backoff.maxMs,
     });
+    // Parked claimers on this replica need not wait for the NOTIFY to come back from PostgreSQL.
+    if (outcome.kind === 'created') this.db.listener.emitLocal(Channels.jobsQueued, outcome.job.kind);
     if (outcome.kind === 'conflict') {
       throw new ApiError(409, ErrorCode.IdempotencyConflict, 'idempotencyKey was already used for a different request');
     }
