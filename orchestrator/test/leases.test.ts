@@ -1,47 +1,30 @@
 import assert from 'node:assert/strict';
-import { randomUUID } from 'node:crypto';
-import { after, before, describe, test } from 'node:test';
-import type { FleetApiError, FleetClient, WorkerClient } from '@avatar-fleet/contracts';
-import { eventually, lipsyncJob, registerWorker } from './helpers/fixtures';
-import { startOrchestratorProcess, type OrchestratorProcess } from './helpers/orchestrator-process';
-import { createTestDatabase } from './helpers/test-database';
+import { describe, test } from 'node:test';
+import type { FleetApiError } from '@avatar-fleet/contracts';
+import { eventually, lane, lipsyncJob, registerWorker } from './helpers/fixtures';
+import { useOrchestrator } from './helpers/orchestrator-suite';
 
-const lane = () => `lane-${randomUUID().slice(0, 8)}`;
 const LEASE_TTL_SEC = 1;
 const REAPER_INTERVAL_MS = 100;
 
 describe('leases, fencing and the reaper (short lease TTL)', () => {
-  let db: Awaited<ReturnType<typeof createTestDatabase>>;
-  let orch: OrchestratorProcess;
-  let fleet: FleetClient;
-  let worker: WorkerClient;
-
-  before(async () => {
-    db = await createTestDatabase();
-    orch = await startOrchestratorProcess(db.url, {
+  const suite = useOrchestrator({
       LEASE_TTL_SEC: String(LEASE_TTL_SEC),
       REAPER_INTERVAL_MS: String(REAPER_INTERVAL_MS),
       HEARTBEAT_INTERVAL_SEC: '1',
       OFFLINE_AFTER_INTERVALS: '2',
       MAX_LEASE_LOSSES: '2',
     });
-    fleet = orch.fleet();
-    worker = orch.worker();
-  });
-  after(async () => {
-    await orch.stop();
-    await db.drop();
-  });
 
   test('an expired lease is requeued within TTL + one reaper tick, and the stale worker can change nothing', async () => {
     const gpuClass = lane();
-    const dead = await registerWorker(worker, { gpuClass });
-    const alive = await registerWorker(worker, { gpuClass });
-    const { id } = await fleet.createJob(lipsyncJob({ requirements: { gpuClass } }));
-    const stale = (await worker.claim(dead, 0))!.job;
+    const dead = await registerWorker(suite.worker, { gpuClass });
+    const alive = await registerWorker(suite.worker, { gpuClass });
+    const { id } = await suite.fleet.createJob(lipsyncJob({ requirements: { gpuClass } }));
+    const stale = (await suite.worker.claim(dead, 0))!.job;
     const claimedAt = Date.now();
     const requeued = await eventually(async () => {
-      const job = await fleet.getJob(id);
+      const job = await suite.fleet.getJob(id);
       return job.state === 'queued' ? job : undefined;
     }, 10_000, 20);
     const requeueMs = Date.now() - claimedAt;
@@ -50,61 +33,61 @@ describe('leases, fencing and the reaper (short lease TTL)', () => {
     assert.equal(requeued.error?.code, 'lease_lost');
 
     const fresh = await eventually(async () => {
-      await worker.heartbeat(alive, { activity: 'idle', leases: [] });
-      return (await worker.claim(alive, 0))?.job;
+      await suite.worker.heartbeat(alive, { activity: 'idle', leases: [] });
+      return (await suite.worker.claim(alive, 0))?.job;
     }, 5_000, 50);
     assert.equal(fresh.id, id);
     assert.equal(fresh.attempt, stale.attempt + 1);
     const staleFence = { attempt: stale.attempt, leaseToken: stale.leaseToken };
     const isStale = (e: FleetApiError) => e.status === 409 && e.code === 'stale_lease';
-    await assert.rejects(worker.status(id, { ...staleFence, status: 'completed', result: { from: 'stale' } }), isStale);
-    await assert.rejects(worker.status(id, { ...staleFence, status: 'failed', error: { code: 'x', message: 'y', retryable: true } }), isStale);
-    await assert.rejects(worker.progress(id, { ...staleFence, stage: 'unet', fraction: 0.9, sequence: 99 }), isStale);
-    const hb = await worker.heartbeat(dead, { activity: 'busy', leases: [{ jobId: id, ...staleFence }] });
+    await assert.rejects(suite.worker.status(id, { ...staleFence, status: 'completed', result: { from: 'stale' } }), isStale);
+    await assert.rejects(suite.worker.status(id, { ...staleFence, status: 'failed', error: { code: 'x', message: 'y', retryable: true } }), isStale);
+    await assert.rejects(suite.worker.progress(id, { ...staleFence, stage: 'unet', fraction: 0.9, sequence: 99 }), isStale);
+    const hb = await suite.worker.heartbeat(dead, { activity: 'busy', leases: [{ jobId: id, ...staleFence }] });
     assert.deepEqual(hb.lost, [id], 'the stale worker learns its lease is gone');
-    const during = await fleet.getJob(id);
+    const during = await suite.fleet.getJob(id);
     assert.equal(during.state, 'running');
     assert.equal(during.workerId, alive);
     assert.equal(during.progress, null, 'the stale progress was not stored');
 
-    await worker.status(id, { attempt: fresh.attempt, leaseToken: fresh.leaseToken, status: 'completed', result: { from: 'fresh' } });
-    await assert.rejects(worker.status(id, { ...staleFence, status: 'completed', result: { from: 'stale' } }), isStale);
-    assert.deepEqual((await fleet.getJob(id)).result, { from: 'fresh' }, 'the new attempt\'s result stands');
+    await suite.worker.status(id, { attempt: fresh.attempt, leaseToken: fresh.leaseToken, status: 'completed', result: { from: 'fresh' } });
+    await assert.rejects(suite.worker.status(id, { ...staleFence, status: 'completed', result: { from: 'stale' } }), isStale);
+    assert.deepEqual((await suite.fleet.getJob(id)).result, { from: 'fresh' }, 'the new attempt\'s result stands');
   });
 
   test('heartbeats keep a lease alive well past its TTL', async () => {
     const gpuClass = lane();
-    const workerId = await registerWorker(worker, { gpuClass });
-    const { id } = await fleet.createJob(lipsyncJob({ requirements: { gpuClass } }));
-    const job = (await worker.claim(workerId, 0))!.job;
+    const workerId = await registerWorker(suite.worker, { gpuClass });
+    const { id } = await suite.fleet.createJob(lipsyncJob({ requirements: { gpuClass } }));
+    const job = (await suite.worker.claim(workerId, 0))!.job;
     const lease = { jobId: id, attempt: job.attempt, leaseToken: job.leaseToken };
     const until = Date.now() + LEASE_TTL_SEC * 3000;
     while (Date.now() < until) {
-      const hb = await worker.heartbeat(workerId, { activity: 'busy', leases: [lease] });
+      const hb = await suite.worker.heartbeat(workerId, { activity: 'busy', leases: [lease] });
       assert.deepEqual(hb.renewed, [id]);
       await new Promise((r) => setTimeout(r, 300));
     }
-    const current = await fleet.getJob(id);
+    const current = await suite.fleet.getJob(id);
     assert.equal(current.state, 'running');
     assert.equal(current.attempt, 1);
   });
 
   test('a job that loses its lease MAX_LEASE_LOSSES times fails with the reason', async () => {
     const gpuClass = lane();
-    const workerId = await registerWorker(worker, { gpuClass });
-    const { id } = await fleet.createJob(lipsyncJob({ requirements: { gpuClass } }));
+    const workerId = await registerWorker(suite.worker, { gpuClass });
+    const { id } = await suite.fleet.createJob(lipsyncJob({ requirements: { gpuClass } }));
     for (let loss = 1; loss <= 2; loss++) {
       // Heartbeat to stay online, but never renew the job's lease: as if the job hangs the GPU.
       await eventually(async () => {
-        await worker.heartbeat(workerId, { activity: 'idle', leases: [] });
-        return (await worker.claim(workerId, 0))?.job;
+        await suite.worker.heartbeat(workerId, { activity: 'idle', leases: [] });
+        return (await suite.worker.claim(workerId, 0))?.job;
       }, 10_000, 100);
       await eventually(async () => {
-        const job = await fleet.getJob(id);
+        const job = await suite.fleet.getJob(id);
         return job.leaseLosses === loss ? job : undefined;
       }, 10_000, 50);
     }
-    const failed = await fleet.getJob(id);
+    const failed = await suite.fleet.getJob(id);
     assert.equal(failed.state, 'failed');
     assert.equal(failed.error?.code, 'too_many_lease_losses');
     assert.match(failed.error!.message, /2 times/);
@@ -112,46 +95,46 @@ describe('leases, fencing and the reaper (short lease TTL)', () => {
 
   test('execution time-out is separate from lease expiry: a renewed attempt past its deadline is ended', async () => {
     const gpuClass = lane();
-    const workerId = await registerWorker(worker, { gpuClass });
-    const { id } = await fleet.createJob(lipsyncJob({ requirements: { gpuClass }, timeoutSec: 1, maxAttempts: 1 }));
-    const job = (await worker.claim(workerId, 0))!.job;
+    const workerId = await registerWorker(suite.worker, { gpuClass });
+    const { id } = await suite.fleet.createJob(lipsyncJob({ requirements: { gpuClass }, timeoutSec: 1, maxAttempts: 1 }));
+    const job = (await suite.worker.claim(workerId, 0))!.job;
     const lease = { jobId: id, attempt: job.attempt, leaseToken: job.leaseToken };
     const ended = await eventually(async () => {
-      await worker.heartbeat(workerId, { activity: 'busy', leases: [lease] });
-      const j = await fleet.getJob(id);
+      await suite.worker.heartbeat(workerId, { activity: 'busy', leases: [lease] });
+      const j = await suite.fleet.getJob(id);
       return j.state === 'failed' ? j : undefined;
     }, 10_000, 200);
     assert.equal(ended.error?.code, 'timeout');
     assert.equal(ended.leaseLosses, 0, 'a time-out is not a lost lease');
-    const hb = await worker.heartbeat(workerId, { activity: 'busy', leases: [lease] });
+    const hb = await suite.worker.heartbeat(workerId, { activity: 'busy', leases: [lease] });
     assert.deepEqual(hb.lost, [id]);
   });
 
   test('a silent worker goes offline after OFFLINE_AFTER_INTERVALS; a heartbeat brings it back', async () => {
     const gpuClass = lane();
-    const workerId = await registerWorker(worker, { gpuClass });
+    const workerId = await registerWorker(suite.worker, { gpuClass });
     const offline = await eventually(async () => {
-      const w = (await fleet.listWorkers()).find((x) => x.id === workerId);
+      const w = (await suite.fleet.listWorkers()).find((x) => x.id === workerId);
       return w?.state === 'offline' ? w : undefined;
     }, 10_000, 100);
     assert.equal(offline.state, 'offline');
-    await assert.rejects(worker.claim(workerId, 0), (e: FleetApiError) => e.code === 'worker_not_registered');
-    await worker.heartbeat(workerId, { activity: 'idle', leases: [] });
-    assert.equal((await fleet.listWorkers()).find((x) => x.id === workerId)?.state, 'online');
+    await assert.rejects(suite.worker.claim(workerId, 0), (e: FleetApiError) => e.code === 'worker_not_registered');
+    await suite.worker.heartbeat(workerId, { activity: 'idle', leases: [] });
+    assert.equal((await suite.fleet.listWorkers()).find((x) => x.id === workerId)?.state, 'online');
   });
 
   test('a claim whose caller hung up while parked does not strand a job', async () => {
     const gpuClass = lane();
-    const workerId = await registerWorker(worker, { gpuClass });
+    const workerId = await registerWorker(suite.worker, { gpuClass });
     const controller = new AbortController();
-    const parked = worker.claim(workerId, 20_000, controller.signal).catch(() => 'aborted');
+    const parked = suite.worker.claim(workerId, 20_000, controller.signal).catch(() => 'aborted');
     await new Promise((r) => setTimeout(r, 200));
     controller.abort();
     assert.equal(await parked, 'aborted');
     await new Promise((r) => setTimeout(r, 100));
-    const { id } = await fleet.createJob(lipsyncJob({ requirements: { gpuClass } }));
-    const other = await registerWorker(worker, { gpuClass });
-    const got = await eventually(async () => (await worker.claim(other, 0))?.job, 3_000, 50);
+    const { id } = await suite.fleet.createJob(lipsyncJob({ requirements: { gpuClass } }));
+    const other = await registerWorker(suite.worker, { gpuClass });
+    const got = await eventually(async () => (await suite.worker.claim(other, 0))?.job, 3_000, 50);
     assert.equal(got.id, id, 'the job went to a live claimer, not to the one that left');
   });
 });

@@ -31,3 +31,8 @@ export async function eventually<T>(check: () => Promise<T | undefined>, timeout
     await new Promise((r) => setTimeout(r, everyMs));
   }
 }
+
+/** A fresh GPU class: tests that share a database give their jobs and workers their own, so none takes another's jobs. */
+export function lane(): string {
+  return `lane-${Math.random().toString(16).slice(2, 10)}`;
+}
