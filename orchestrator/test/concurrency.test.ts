@@ -76,4 +76,27 @@ describe('two orchestrator processes on one database', () => {
     const spread = new Set([...claims.values()].map((c) => c[0]!.worker));
     assert.ok(spread.size > WORKERS_PER_REPLICA, `work was spread over both replicas' workers (${spread.size} workers)`);
   });
+
+  test('NOTIFY crosses replicas: a claim parked on one wakes for a job enqueued on the other, and so does a job wait', async () => {
+    const [a, b] = replicas as [OrchestratorProcess, OrchestratorProcess];
+    const workerOnB = b.worker();
+    const workerId = await registerWorker(workerOnB, { gpuClass: 'cross' });
+    const parked = workerOnB.claim(workerId, 20_000);
+    await new Promise((r) => setTimeout(r, 200));
+    const enqueuedAt = Date.now();
+    const job = await a.fleet().createJob(lipsyncJob({ requirements: { gpuClass: 'cross' } }));
+    const claimed = (await parked)!.job;
+    const claimMs = Date.now() - enqueuedAt;
+    assert.equal(claimed.id, job.id);
+    assert.ok(claimMs < 2_000, `claim on replica B woke ${claimMs} ms after the enqueue on A (backstop poll is 5 s)`);
+
+    const waiting = a.fleet().getJob(job.id, { waitMs: 20_000 });
+    await new Promise((r) => setTimeout(r, 200));
+    const completedAt = Date.now();
+    await workerOnB.status(job.id, { attempt: claimed.attempt, leaseToken: claimed.leaseToken, status: 'completed', result: { via: 'B' } });
+    const seen = await waiting;
+    assert.equal(seen.state, 'succeeded');
+    assert.deepEqual(seen.result, { via: 'B' });
+    assert.ok(Date.now() - completedAt < 2_000, 'the wait on replica A ended right after the completion on B');
+  });
 });
