@@ -17,6 +17,14 @@ const JOBS = Number(process.env.BENCH_JOBS ?? 20_000);
 const CONCURRENCY = 8;
 const LATENCY_SAMPLES = Number(process.env.BENCH_LATENCY_SAMPLES ?? 500);
 
+/** Heartbeats every 10 s, as real workers do; without them a run longer than 30 s would mark the workers offline. */
+function heartbeats(clients: { client: WorkerClient; id: string }[]): () => void {
+  const timer = setInterval(() => {
+    for (const { client, id } of clients) void client.heartbeat(id, { activity: 'busy', leases: [] }).catch(() => undefined);
+  }, 10_000);
+  return () => clearInterval(timer);
+}
+
 async function latency(worker: () => WorkerClient, enqueue: () => Promise<string>): Promise<{ p50: number; p99: number }> {
   const clients = await Promise.all(Array.from({ length: CONCURRENCY }, async () => {
     const client = worker();
@@ -27,6 +35,7 @@ async function latency(worker: () => WorkerClient, enqueue: () => Promise<string
   const claimedAt = new Map<string, number>();
   const waiting = new Map<string, (at: number) => void>();
   let stop = false;
+  const stopHeartbeats = heartbeats(clients);
   const loops = clients.map(async ({ client, id }) => {
     while (!stop) {
       const claim = await client.claim(id, 2_000);
@@ -52,6 +61,7 @@ async function latency(worker: () => WorkerClient, enqueue: () => Promise<string
   }
   stop = true;
   await Promise.all(loops);
+  stopHeartbeats();
   return { p50: percentile(samples, 0.5), p99: percentile(samples, 0.99) };
 }
 
@@ -72,6 +82,7 @@ async function httpThroughput(url: string, worker: () => WorkerClient, claimNext
     return { client, id: await registerWorker(client, { gpuClass: 'bench-throughput' }) };
   }));
   let done = 0;
+  const stopHeartbeats = heartbeats(clients);
   const start = performance.now();
   await Promise.all(clients.map(async ({ client, id }) => {
     let job = (await client.claim(id, 0))?.job ?? null;
@@ -88,6 +99,7 @@ async function httpThroughput(url: string, worker: () => WorkerClient, claimNext
     }
   }));
   const seconds = (performance.now() - start) / 1000;
+  stopHeartbeats();
   if (done !== JOBS) throw new Error(`HTTP workers finished ${done} of ${JOBS} jobs`);
   return JOBS / seconds;
 }
