@@ -1,6 +1,7 @@
 import type { Pool, PoolClient } from 'pg';
 import type { ClaimedJob, HeldLease, JobKind, Telemetry, WorkerActivity, WorkerCommand } from '@avatar-fleet/contracts';
 import { Channels } from '../database/notify-listener';
+import { CLAIM_BATCH_SQL, COMPLETE_AND_CLAIM_SQL, COMPLETE_BATCH_SQL, toClaimOutcome } from './batch-statements';
 import { BACKOFF, BACK_TO_QUEUE } from './sql-fragments';
 
 /**
@@ -24,6 +25,19 @@ export interface Completion {
   attempt: number;
   leaseToken: string;
   result: object;
+}
+
+/** A completion's effect: the job ended succeeded or cancelled, or (null) the completion was not applied. */
+export type CompletionState = 'succeeded' | 'cancelled' | null;
+
+function completionValues(completions: (Completion & { workerId?: string })[]): unknown[] {
+  return [
+    completions.map((c) => c.jobId),
+    completions.map((c) => c.attempt),
+    completions.map((c) => c.leaseToken),
+    completions.map((c) => JSON.stringify(c.result)),
+    completions.map((c) => c.workerId ?? null),
+  ];
 }
 
 export type ClaimOutcome =
@@ -54,67 +68,17 @@ export interface HeartbeatOutcome {
 
 export class LeaseRepository {
   /**
-   * One statement claims for many parked claimers that share capabilities (`caps`): it locks the
-   * best `n` claimable jobs with SKIP LOCKED, leases one to each eligible claimer, and logs the
-   * attempts. Claimers are answered in the order given; a worker may appear more than once (slots).
+   * One statement claims for many claimers that share capabilities (`caps`): it locks the best
+   * `n` claimable jobs with SKIP LOCKED, leases one to each eligible claimer, and logs the attempts.
+   * Claimers are answered in the order given; a worker may appear more than once (slots).
    */
   async claimBatch(db: Queryable, caps: WorkerCaps, workerIds: string[], leaseTtlSec: number): Promise<ClaimOutcome[]> {
     const { rows } = await db.query({
       name: 'claim-batch',
-      text: `
-      WITH req AS (
-        SELECT worker_id, ord FROM unnest($1::text[]) WITH ORDINALITY AS r(worker_id, ord)
-      ), claimers AS (
-        SELECT req.worker_id, req.ord, row_number() OVER (ORDER BY req.ord) AS rn
-        FROM req JOIN workers w ON w.id = req.worker_id
-        WHERE w.state = 'online' AND w.command IS NULL AND w.kinds = $2::text[]
-          AND w.gpu_class IS NOT DISTINCT FROM $3::text AND coalesce(w.vram_gb, 0) = $4::real
-      ), picked AS (
-        SELECT id, row_number() OVER () AS rn FROM (
-          SELECT j.id FROM jobs j
-          WHERE j.state = 'queued' AND j.run_after <= now() AND j.kind = ANY ($2::text[])
-            AND (j.gpu_class IS NULL OR j.gpu_class = $3::text) AND j.min_vram_gb <= $4::real
-          ORDER BY j.priority DESC, j.created_at, j.id
-          LIMIT (SELECT count(*) FROM claimers)
-          FOR UPDATE SKIP LOCKED
-        ) s
-      ), claimed AS (
-        UPDATE jobs j SET state = 'running', attempt = j.attempt + 1, lease_token = gen_random_uuid(),
-          lease_expires_at = now() + make_interval(secs => $5), worker_id = c.worker_id, started_at = now(),
-          deadline_at = now() + make_interval(secs => j.timeout_sec), progress = NULL, updated_at = now()
-        FROM picked p JOIN claimers c USING (rn)
-        WHERE j.id = p.id
-        RETURNING c.ord, j.id, j.kind, j.input, j.priority, j.attempt, j.lease_token, j.lease_expires_at, j.deadline_at, j.timeout_sec, j.worker_id
-      ), logged AS (
-        INSERT INTO job_attempts (job_id, attempt, worker_id, lease_token) SELECT id, attempt, worker_id, lease_token FROM claimed
-      )
-      SELECT req.ord, w.state, w.command, (c.ord IS NOT NULL) AS eligible, cl.id, cl.kind, cl.input, cl.priority, cl.attempt,
-        cl.lease_token, cl.lease_expires_at, cl.deadline_at, cl.timeout_sec
-      FROM req LEFT JOIN workers w ON w.id = req.worker_id LEFT JOIN claimers c ON c.ord = req.ord LEFT JOIN claimed cl ON cl.ord = req.ord
-      ORDER BY req.ord`,
+      text: CLAIM_BATCH_SQL,
       values: [workerIds, caps.kinds, caps.gpuClass, caps.vramGb, leaseTtlSec],
     });
-    return rows.map((row): ClaimOutcome => {
-      if (row.id) {
-        return {
-          kind: 'claimed',
-          job: {
-            id: row.id,
-            kind: row.kind as JobKind,
-            input: row.input,
-            priority: row.priority,
-            attempt: row.attempt,
-            leaseToken: row.lease_token,
-            leaseExpiresAt: row.lease_expires_at.toISOString(),
-            deadlineAt: row.deadline_at.toISOString(),
-            timeoutSec: row.timeout_sec,
-          },
-        };
-      }
-      if (row.state !== 'online') return { kind: 'unknown_worker' };
-      if (row.command) return { kind: 'draining' };
-      return row.eligible ? { kind: 'empty' } : { kind: 'caps_changed' };
-    });
+    return rows.map(toClaimOutcome);
   }
 
   /** What a claimer can run, as the workers table has it. */
@@ -214,48 +178,32 @@ export class LeaseRepository {
   }
 
   /**
-   * One statement applies many completions. The accepted completion publishes the result in the
-   * same statement that ends the job; a cancellation requested meanwhile wins (the job ends
-   * cancelled, the result is dropped). Completions it could not apply come back as null: ask
-   * completionOutcome() why (a repeat, a mismatch, a stale attempt).
+   * One statement applies many completions (see COMPLETE_BATCH_SQL). Completions it could not apply
+   * come back as null: ask completionOutcome() why (a repeat, a mismatch, a stale attempt).
    */
-  async completeBatch(db: Queryable, completions: Completion[]): Promise<('succeeded' | 'cancelled' | null)[]> {
-    const { rows } = await db.query({
-      name: 'complete-batch',
-      text: `
-      WITH req AS (
-        SELECT * FROM unnest($1::uuid[], $2::int[], $3::uuid[], $4::jsonb[]) WITH ORDINALITY AS r(job_id, attempt, lease_token, result, ord)
-      ), done AS (
-        UPDATE jobs j SET
-          state = CASE WHEN j.cancel_requested THEN 'cancelled' ELSE 'succeeded' END,
-          result = CASE WHEN j.cancel_requested THEN NULL ELSE req.result END,
-          error_code = CASE WHEN j.cancel_requested THEN 'cancelled' END,
-          error_message = CASE WHEN j.cancel_requested THEN 'cancelled on request' END,
-          lease_expires_at = NULL, deadline_at = NULL, finished_at = now(), updated_at = now()
-        FROM req
-        -- id = ANY(...) pins the plan to primary-key lookups; joining on req alone lets stale
-        -- statistics pick a scan of every running job.
-        WHERE j.id = ANY ($1::uuid[]) AND j.id = req.job_id AND j.attempt = req.attempt AND j.lease_token = req.lease_token
-          AND j.state = 'running'
-        RETURNING j.id, j.state, req.ord, req.attempt, req.result
-      ), logged AS (
-        UPDATE job_attempts a SET ended_at = now(), outcome = done.state, result = done.result
-        FROM done WHERE a.job_id = done.id AND a.attempt = done.attempt
-      ), notified AS (
-        -- One notification per batch: the payload lists the finished job ids, comma-separated.
-        SELECT pg_notify('${Channels.jobFinished}', string_agg(id::text, ',')) FROM done HAVING count(*) > 0
-      )
-      SELECT ord, state, (SELECT count(*) FROM notified) AS notified FROM done`,
-      values: [
-        completions.map((c) => c.jobId),
-        completions.map((c) => c.attempt),
-        completions.map((c) => c.leaseToken),
-        completions.map((c) => JSON.stringify(c.result)),
-      ],
-    });
-    const outcomes: ('succeeded' | 'cancelled' | null)[] = completions.map(() => null);
+  async completeBatch(db: Queryable, completions: Completion[]): Promise<CompletionState[]> {
+    const { rows } = await db.query({ name: 'complete-batch', text: COMPLETE_BATCH_SQL, values: completionValues(completions) });
+    const outcomes: CompletionState[] = completions.map(() => null);
     for (const row of rows) outcomes[Number(row.ord) - 1] = row.state;
     return outcomes;
+  }
+
+  /**
+   * Completions whose workers claim their next job in the same statement (all sharing `caps`).
+   * The claim is made only for a completion that succeeded; otherwise it is null.
+   */
+  async completeAndClaimBatch(
+    db: Queryable,
+    caps: WorkerCaps,
+    completions: (Completion & { workerId: string })[],
+    leaseTtlSec: number,
+  ): Promise<{ completed: CompletionState; claim: ClaimOutcome | null }[]> {
+    const { rows } = await db.query({
+      name: 'complete-and-claim',
+      text: COMPLETE_AND_CLAIM_SQL,
+      values: [...completionValues(completions), caps.kinds, caps.gpuClass, caps.vramGb, leaseTtlSec],
+    });
+    return rows.map((row) => ({ completed: row.completed, claim: row.completed === 'succeeded' ? toClaimOutcome(row) : null }));
   }
 
   /** Why a completion was not applied: a repeat of the accepted one, a different result, or a stale attempt. */

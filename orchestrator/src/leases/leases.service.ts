@@ -9,10 +9,14 @@ import { Database } from '../database/database';
 import { Channels } from '../database/notify-listener';
 import { MetricsService } from '../observability/metrics.service';
 import { ClaimWaiters } from './claim-waiters';
-import { LeaseRepository, type ClaimOutcome, type CompleteOutcome, type Completion, type WorkerCaps } from './lease.repository';
+import {
+  LeaseRepository, type ClaimOutcome, type CompleteOutcome, type Completion, type CompletionState, type WorkerCaps,
+} from './lease.repository';
 
 type ClaimRequest = { workerId: string; caps: WorkerCaps };
 type CompletionResult = { kind: 'succeeded' | 'cancelled' } | CompleteOutcome;
+type CompleteAndClaimRequest = Completion & ClaimRequest;
+type CompleteAndClaimResult = { completion: CompletionResult; claim: ClaimOutcome | null };
 
 /** Claims (long-poll), progress and status: every worker write about a job, fenced by its lease. */
 @Injectable()
@@ -24,6 +28,10 @@ export class LeasesService implements OnModuleInit {
   private readonly claims = new Coalescer<ClaimRequest, ClaimOutcome>((batch) => this.claimBatch(batch), { maxBatch: 256, maxInFlight: 1 });
   // 200 ids fit in one NOTIFY payload (8000 bytes), which lists every job the batch finished.
   private readonly completions = new Coalescer<Completion, CompletionResult>((batch) => this.completeBatch(batch), { maxBatch: 200, maxInFlight: 1 });
+  private readonly completeAndClaims = new Coalescer<CompleteAndClaimRequest, CompleteAndClaimResult>(
+    (batch) => this.completeAndClaimBatch(batch),
+    { maxBatch: 200, maxInFlight: 1 },
+  );
 
   constructor(
     private readonly config: OrchestratorConfig,
@@ -95,10 +103,41 @@ export class LeasesService implements OnModuleInit {
     if (req.claimNext && req.status === 'running') {
       throw ApiError.validation([{ field: 'claimNext', problems: ['claimNext is allowed only with status completed or failed'] }]);
     }
+    if (req.claimNext && req.status === 'completed') return this.completeAndClaimNext(jobId, req, signal);
     const state = await this.finalStatus(jobId, req);
     if (!req.claimNext) return { jobId, state };
     const next = await this.claim(req.claimNext.workerId, req.claimNext.waitMs ?? 0, signal);
     return { jobId, state, next };
+  }
+
+  /**
+   * A completion that claims the worker's next job: one statement and one commit for both, when the
+   * worker's capabilities are known. An empty queue then falls back to the long-poll claim.
+   */
+  private async completeAndClaimNext(jobId: string, req: StatusRequest, signal: AbortSignal): Promise<StatusResponse> {
+    const { workerId, waitMs = 0 } = req.claimNext!;
+    const caps = await this.capsOf(workerId);
+    if (!caps) {
+      const state = await this.finalStatus(jobId, req);
+      return { jobId, state, next: null };
+    }
+    const { completion, claim } = await this.completeAndClaims.submit({
+      jobId, attempt: req.attempt, leaseToken: req.leaseToken, result: req.result!, workerId, caps,
+    });
+    const state = this.settleCompletion(jobId, req.attempt, completion);
+    if (claim?.kind === 'claimed') {
+      if (signal.aborted) {
+        await this.leases.release(this.db.pool, workerId, claim.job);
+        return { jobId, state, next: null };
+      }
+      this.metrics.claims.inc({ outcome: 'claimed' });
+      return { jobId, state, next: claim.job };
+    }
+    // The completion was accepted either way: a worker that cannot claim learns why from its next claim.
+    if (claim?.kind === 'draining' || claim?.kind === 'unknown_worker' || (claim?.kind === 'empty' && waitMs === 0)) {
+      return { jobId, state, next: null };
+    }
+    return { jobId, state, next: await this.claim(workerId, waitMs, signal) };
   }
 
   private async finalStatus(jobId: string, req: StatusRequest): Promise<string> {
@@ -110,18 +149,7 @@ export class LeasesService implements OnModuleInit {
       }
       case 'completed': {
         const outcome = await this.completions.submit({ jobId, attempt: req.attempt, leaseToken: req.leaseToken, result: req.result! });
-        this.metrics.finished.inc({ kind: 'completed', outcome: outcome.kind });
-        switch (outcome.kind) {
-          case 'succeeded':
-          case 'duplicate':
-            return 'succeeded';
-          case 'cancelled':
-            throw new ApiError(409, ErrorCode.JobCancelled, `job ${jobId} was cancelled; its result was not published`);
-          case 'mismatch':
-            throw new ApiError(409, ErrorCode.CompletionMismatch, `job ${jobId}: attempt ${req.attempt} already completed with a different result`);
-          default:
-            throw this.fenceError(jobId, outcome.kind);
-        }
+        return this.settleCompletion(jobId, req.attempt, outcome);
       }
       case 'failed': {
         const outcome = await this.leases.fail(this.db.pool, jobId, req, req.error!);
@@ -132,46 +160,63 @@ export class LeasesService implements OnModuleInit {
     }
   }
 
+  /** The published state after a completion, or the 409 that explains why it was not applied. */
+  private settleCompletion(jobId: string, attempt: number, outcome: CompletionResult): 'succeeded' {
+    this.metrics.finished.inc({ kind: 'completed', outcome: outcome.kind });
+    switch (outcome.kind) {
+      case 'succeeded':
+      case 'duplicate':
+        return 'succeeded';
+      case 'cancelled':
+        throw new ApiError(409, ErrorCode.JobCancelled, `job ${jobId} was cancelled; its result was not published`);
+      case 'mismatch':
+        throw new ApiError(409, ErrorCode.CompletionMismatch, `job ${jobId}: attempt ${attempt} already completed with a different result`);
+      default:
+        throw this.fenceError(jobId, outcome.kind);
+    }
+  }
+
+  /** The worker's capabilities, from this replica's cache or the workers table; null for an unknown worker. */
+  private async capsOf(workerId: string): Promise<WorkerCaps | null> {
+    const cached = this.caps.get(workerId);
+    if (cached) return cached;
+    const loaded = await this.leases.workerCaps(this.db.pool, workerId);
+    if (loaded) this.rememberCaps(workerId, loaded);
+    return this.caps.get(workerId) ?? null;
+  }
+
   private async claimOnce(workerId: string): Promise<ClaimOutcome> {
-    let caps = this.caps.get(workerId);
     for (let attempt = 0; attempt < 2; attempt++) {
-      if (!caps) {
-        const loaded = await this.leases.workerCaps(this.db.pool, workerId);
-        if (!loaded) return { kind: 'unknown_worker' };
-        this.rememberCaps(workerId, loaded);
-        caps = this.caps.get(workerId)!;
-      }
+      const caps = await this.capsOf(workerId);
+      if (!caps) return { kind: 'unknown_worker' };
       const outcome = await this.claims.submit({ workerId, caps });
       if (outcome.kind !== 'caps_changed') return outcome;
       this.caps.delete(workerId);
-      caps = undefined;
     }
     return { kind: 'caps_changed' };
   }
 
-  /** One statement per group of claimers with equal capabilities. */
-  private async claimBatch(batch: ClaimRequest[]): Promise<ClaimOutcome[]> {
-    const groups = new Map<string, number[]>();
-    batch.forEach((req, i) => {
-      const key = JSON.stringify(req.caps);
-      groups.set(key, [...(groups.get(key) ?? []), i]);
-    });
-    const outcomes: ClaimOutcome[] = new Array(batch.length);
-    await Promise.all(
-      [...groups.values()].map(async (indexes) => {
-        const caps = batch[indexes[0]!]!.caps;
-        const results = await this.leases.claimBatch(this.db.pool, caps, indexes.map((i) => batch[i]!.workerId), this.config.LEASE_TTL_SEC);
-        indexes.forEach((i, k) => (outcomes[i] = results[k]!));
-      }),
+  private claimBatch(batch: ClaimRequest[]): Promise<ClaimOutcome[]> {
+    return byCaps(batch, (caps, group) =>
+      this.leases.claimBatch(this.db.pool, caps, group.map((r) => r.workerId), this.config.LEASE_TTL_SEC),
     );
-    return outcomes;
   }
 
   private async completeBatch(batch: Completion[]): Promise<CompletionResult[]> {
     const applied = await this.leases.completeBatch(this.db.pool, batch);
-    return Promise.all(
-      applied.map((state, i) => (state ? { kind: state } : this.leases.completionOutcome(this.db.pool, batch[i]!))),
-    );
+    return Promise.all(applied.map((state, i) => this.completionResult(state, batch[i]!)));
+  }
+
+  private completeAndClaimBatch(batch: CompleteAndClaimRequest[]): Promise<CompleteAndClaimResult[]> {
+    return byCaps(batch, async (caps, group) => {
+      const rows = await this.leases.completeAndClaimBatch(this.db.pool, caps, group, this.config.LEASE_TTL_SEC);
+      return Promise.all(rows.map(async (row, i) => ({ completion: await this.completionResult(row.completed, group[i]!), claim: row.claim })));
+    });
+  }
+
+  /** A completion not applied is classified (repeat, mismatch, stale) by a second look. */
+  private async completionResult(state: CompletionState, completion: Completion): Promise<CompletionResult> {
+    return state ? { kind: state } : this.leases.completionOutcome(this.db.pool, completion);
   }
 
   private fenceError(jobId: string, outcome: 'stale' | 'missing'): ApiError {
@@ -179,4 +224,25 @@ export class LeasesService implements OnModuleInit {
     this.logger.debug(`stale write for job ${jobId} rejected`);
     return ApiError.staleLease(jobId);
   }
+}
+
+/** Runs `execute` once per group of requests with equal capabilities (one statement each), keeping request order. */
+async function byCaps<Req extends { caps: WorkerCaps }, Res>(
+  batch: Req[],
+  execute: (caps: WorkerCaps, group: Req[]) => Promise<Res[]>,
+): Promise<Res[]> {
+  const groups = new Map<string, number[]>();
+  batch.forEach((req, i) => {
+    const key = JSON.stringify(req.caps);
+    groups.set(key, [...(groups.get(key) ?? []), i]);
+  });
+  const results: Res[] = new Array(batch.length);
+  await Promise.all(
+    [...groups.values()].map(async (indexes) => {
+      const group = indexes.map((i) => batch[i]!);
+      const out = await execute(group[0]!.caps, group);
+      indexes.forEach((i, k) => (results[i] = out[k]!));
+    }),
+  );
+  return results;
 }

@@ -1,0 +1,137 @@
+import type { JobKind } from '@avatar-fleet/contracts';
+import { Channels } from '../database/notify-listener';
+import type { ClaimOutcome } from './lease.repository';
+
+/**
+ * The batched lease statements, built from shared CTEs so that a claim, a completion, and a
+ * completion that claims the worker's next job are the same SQL wherever they run.
+ */
+
+/** Parameters of the claim CTEs: the claimers' shared capabilities and the lease TTL. */
+interface ClaimParams {
+  kinds: string;
+  gpuClass: string;
+  vramGb: string;
+  leaseTtlSec: string;
+}
+
+/**
+ * Leases one job to each eligible claimer in `claim_src(worker_id, ord)`: the best `n` claimable jobs
+ * are locked with SKIP LOCKED and paired with the claimers in order. Defines claimers, picked,
+ * claimed and claim_logged.
+ */
+function claimCtes(p: ClaimParams): string {
+  return `
+  claimers AS (
+    SELECT src.worker_id, src.ord, row_number() OVER (ORDER BY src.ord) AS rn
+    FROM claim_src src JOIN workers w ON w.id = src.worker_id
+    WHERE w.state = 'online' AND w.command IS NULL AND w.kinds = ${p.kinds}::text[]
+      AND w.gpu_class IS NOT DISTINCT FROM ${p.gpuClass}::text AND coalesce(w.vram_gb, 0) = ${p.vramGb}::real
+  ), picked AS (
+    SELECT id, row_number() OVER () AS rn FROM (
+      SELECT j.id FROM jobs j
+      WHERE j.state = 'queued' AND j.run_after <= now() AND j.kind = ANY (${p.kinds}::text[])
+        AND (j.gpu_class IS NULL OR j.gpu_class = ${p.gpuClass}::text) AND j.min_vram_gb <= ${p.vramGb}::real
+      ORDER BY j.priority DESC, j.created_at, j.id
+      LIMIT (SELECT count(*) FROM claimers)
+      FOR UPDATE SKIP LOCKED
+    ) s
+  ), claimed AS (
+    UPDATE jobs j SET state = 'running', attempt = j.attempt + 1, lease_token = gen_random_uuid(),
+      lease_expires_at = now() + make_interval(secs => ${p.leaseTtlSec}), worker_id = c.worker_id, started_at = now(),
+      deadline_at = now() + make_interval(secs => j.timeout_sec), progress = NULL, updated_at = now()
+    FROM picked p JOIN claimers c USING (rn)
+    WHERE j.id = p.id
+    RETURNING c.ord, j.id, j.kind, j.input, j.priority, j.attempt, j.lease_token, j.lease_expires_at, j.deadline_at, j.timeout_sec, j.worker_id
+  ), claim_logged AS (
+    INSERT INTO job_attempts (job_id, attempt, worker_id, lease_token) SELECT id, attempt, worker_id, lease_token FROM claimed
+  )`;
+}
+
+/** Columns of the final SELECT that describe each request's claim; needs `w` (workers), `c` (claimers), `cl` (claimed). */
+const CLAIM_COLUMNS = `w.state AS worker_state, w.command, (c.ord IS NOT NULL) AS eligible, cl.id, cl.kind, cl.input,
+  cl.priority, cl.attempt, cl.lease_token, cl.lease_expires_at, cl.deadline_at, cl.timeout_sec`;
+
+/**
+ * Applies fenced completions from `req(job_id, attempt, lease_token, result, worker_id, ord)`,
+ * publishing each result in the statement that ends its job; a cancellation requested meanwhile
+ * wins. One NOTIFY lists every job the batch finished. Defines done, logged and notified.
+ */
+const COMPLETION_CTES = `
+  done AS (
+    UPDATE jobs j SET
+      state = CASE WHEN j.cancel_requested THEN 'cancelled' ELSE 'succeeded' END,
+      result = CASE WHEN j.cancel_requested THEN NULL ELSE req.result END,
+      error_code = CASE WHEN j.cancel_requested THEN 'cancelled' END,
+      error_message = CASE WHEN j.cancel_requested THEN 'cancelled on request' END,
+      lease_expires_at = NULL, deadline_at = NULL, finished_at = now(), updated_at = now()
+    FROM req
+    -- id = ANY(...) pins the plan to primary-key lookups; joining on req alone lets stale
+    -- statistics pick a scan of every running job.
+    WHERE j.id = ANY ($1::uuid[]) AND j.id = req.job_id AND j.attempt = req.attempt AND j.lease_token = req.lease_token
+      AND j.state = 'running'
+    RETURNING j.id, j.state, req.ord, req.attempt, req.result, req.worker_id
+  ), logged AS (
+    UPDATE job_attempts a SET ended_at = now(), outcome = done.state, result = done.result
+    FROM done WHERE a.job_id = done.id AND a.attempt = done.attempt
+  ), notified AS (
+    -- The payload lists the finished job ids, comma-separated (at most 200 fit in 8000 bytes).
+    SELECT pg_notify('${Channels.jobFinished}', string_agg(id::text, ',')) FROM done HAVING count(*) > 0
+  )`;
+
+const COMPLETION_REQ = `req AS (
+    SELECT * FROM unnest($1::uuid[], $2::int[], $3::uuid[], $4::jsonb[], $5::text[])
+      WITH ORDINALITY AS r(job_id, attempt, lease_token, result, worker_id, ord)
+  )`;
+
+/** $1 worker ids (one per claimer, repeats allowed), $2-$4 capabilities, $5 lease TTL. */
+export const CLAIM_BATCH_SQL = `
+  WITH claim_src AS (
+    SELECT worker_id, ord FROM unnest($1::text[]) WITH ORDINALITY AS r(worker_id, ord)
+  ), ${claimCtes({ kinds: '$2', gpuClass: '$3', vramGb: '$4', leaseTtlSec: '$5' })}
+  SELECT claim_src.ord, ${CLAIM_COLUMNS}
+  FROM claim_src LEFT JOIN workers w ON w.id = claim_src.worker_id
+    LEFT JOIN claimers c ON c.ord = claim_src.ord LEFT JOIN claimed cl ON cl.ord = claim_src.ord
+  ORDER BY claim_src.ord`;
+
+/** $1-$4 job ids, attempts, lease tokens, results; $5 worker ids (unused here). */
+export const COMPLETE_BATCH_SQL = `
+  WITH ${COMPLETION_REQ}, ${COMPLETION_CTES}
+  SELECT ord, state, (SELECT count(*) FROM notified) AS notified FROM done`;
+
+/**
+ * Completions whose workers then claim their next job, in one statement and one commit: a busy
+ * worker's round trip costs the database a single statement. Only a completion that succeeded
+ * claims. $1-$5 as COMPLETE_BATCH_SQL with the workers' ids, $6-$8 their shared capabilities, $9 TTL.
+ */
+export const COMPLETE_AND_CLAIM_SQL = `
+  WITH ${COMPLETION_REQ}, ${COMPLETION_CTES},
+  claim_src AS (SELECT worker_id, ord FROM done WHERE state = 'succeeded'),
+  ${claimCtes({ kinds: '$6', gpuClass: '$7', vramGb: '$8', leaseTtlSec: '$9' })}
+  SELECT req.ord, done.state AS completed, (SELECT count(*) FROM notified) AS notified, ${CLAIM_COLUMNS}
+  FROM req LEFT JOIN done ON done.ord = req.ord LEFT JOIN workers w ON w.id = req.worker_id
+    LEFT JOIN claimers c ON c.ord = req.ord LEFT JOIN claimed cl ON cl.ord = req.ord
+  ORDER BY req.ord`;
+
+/** What one row of a claiming statement says about its claimer. */
+export function toClaimOutcome(row: Record<string, any>): ClaimOutcome {
+  if (row.id) {
+    return {
+      kind: 'claimed',
+      job: {
+        id: row.id,
+        kind: row.kind as JobKind,
+        input: row.input,
+        priority: row.priority,
+        attempt: row.attempt,
+        leaseToken: row.lease_token,
+        leaseExpiresAt: row.lease_expires_at.toISOString(),
+        deadlineAt: row.deadline_at.toISOString(),
+        timeoutSec: row.timeout_sec,
+      },
+    };
+  }
+  if (row.worker_state !== 'online') return { kind: 'unknown_worker' };
+  if (row.command) return { kind: 'draining' };
+  return row.eligible ? { kind: 'empty' } : { kind: 'caps_changed' };
+}
