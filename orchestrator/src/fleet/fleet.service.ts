@@ -49,7 +49,7 @@ export class FleetService {
   }
 
   async heartbeat(workerId: string, req: HeartbeatRequest): Promise<HeartbeatResponse> {
-    const outcome = await this.leases.heartbeat(this.db.pool, workerId, req, this.config.LEASE_TTL_SEC);
+    const outcome = await this.leases.heartbeat(this.db.relaxed, workerId, req, this.config.LEASE_TTL_SEC);
     if (!outcome) throw notRegistered(workerId);
     this.metrics.heartbeatLag.observe(outcome.lagSec);
     if (outcome.wasOffline) this.logger.warn(`worker ${workerId} is back online`);

@@ -94,7 +94,7 @@ export class LeasesService implements OnModuleInit {
   }
 
   async progress(jobId: string, req: ProgressRequest): Promise<ProgressResponse> {
-    const outcome = await this.leases.progress(this.db.pool, jobId, req, req, this.config.LEASE_TTL_SEC);
+    const outcome = await this.leases.progress(this.db.relaxed, jobId, req, req, this.config.LEASE_TTL_SEC);
     if (outcome === 'stale' || outcome === 'missing') throw this.fenceError(jobId, outcome);
     return { cancelRequested: outcome.cancelRequested, leaseExpiresAt: outcome.leaseExpiresAt.toISOString() };
   }
@@ -198,7 +198,7 @@ export class LeasesService implements OnModuleInit {
 
   private claimBatch(batch: ClaimRequest[]): Promise<ClaimOutcome[]> {
     return byCaps(batch, (caps, group) =>
-      this.leases.claimBatch(this.db.pool, caps, group.map((r) => r.workerId), this.config.LEASE_TTL_SEC),
+      this.leases.claimBatch(this.db.relaxed, caps, group.map((r) => r.workerId), this.config.LEASE_TTL_SEC),
     );
   }
 
