@@ -13,6 +13,8 @@ import {
   LeaseRepository, type ClaimOutcome, type CompleteOutcome, type Completion, type CompletionState, type WorkerCaps,
 } from './lease.repository';
 
+const MAX_CACHED_CAPS = 50_000;
+
 type ClaimRequest = { workerId: string; caps: WorkerCaps };
 type CompletionResult = { kind: 'succeeded' | 'cancelled' } | CompleteOutcome;
 type CompleteAndClaimRequest = Completion & ClaimRequest;
@@ -23,10 +25,13 @@ type CompleteAndClaimResult = { completion: CompletionResult; claim: ClaimOutcom
 export class LeasesService implements OnModuleInit {
   private readonly logger = new Logger(LeasesService.name);
   private readonly waiters = new ClaimWaiters();
-  /** Capabilities by worker id, to group claimers; the claim statement re-checks them against the table. */
+  /**
+   * Capabilities by worker id, to group claimers; the claim statement re-checks them against the
+   * table. Bounded: the oldest entries go first, and a forgotten worker is simply looked up again.
+   */
   private readonly caps = new Map<string, WorkerCaps>();
   private readonly claims = new Coalescer<ClaimRequest, ClaimOutcome>((batch) => this.claimBatch(batch), { maxBatch: 256, maxInFlight: 1 });
-  // 200 ids fit in one NOTIFY payload (8000 bytes), which lists every job the batch finished.
+  // Batches that complete jobs stop at 200: that many ids fit in the one NOTIFY (8000 bytes) that lists them.
   private readonly completions = new Coalescer<Completion, CompletionResult>((batch) => this.completeBatch(batch), { maxBatch: 200, maxInFlight: 1 });
   private readonly completeAndClaims = new Coalescer<CompleteAndClaimRequest, CompleteAndClaimResult>(
     (batch) => this.completeAndClaimBatch(batch),
@@ -47,7 +52,9 @@ export class LeasesService implements OnModuleInit {
 
   /** Called on registration, so the first claim needs no lookup. */
   rememberCaps(workerId: string, caps: WorkerCaps): void {
+    this.caps.delete(workerId);
     this.caps.set(workerId, { ...caps, kinds: [...caps.kinds].sort() });
+    if (this.caps.size > MAX_CACHED_CAPS) this.caps.delete(this.caps.keys().next().value!);
   }
 
   /**
