@@ -176,6 +176,14 @@ describe('job lifecycle over HTTP (real orchestrator process, real PostgreSQL)',
     assert.equal(reply.state, 'succeeded');
     assert.equal(reply.next?.id, b.id);
     assert.equal((await suite.fleet.getJob(b.id)).workerId, workerId);
+    // The same request again (its answer lost on the way): the same next job and lease, not another job.
+    const spare = await suite.fleet.createJob(lipsyncJob({ requirements: { gpuClass } }));
+    const retried = await suite.worker.status(first.id, {
+      attempt: first.attempt, leaseToken: first.leaseToken, status: 'completed', result: { n: 1 }, claimNext: { workerId },
+    });
+    assert.equal(retried.next?.id, b.id);
+    assert.equal(retried.next?.leaseToken, reply.next?.leaseToken);
+    assert.equal((await suite.fleet.cancelJob(spare.id)).state, 'cancelled', 'the spare job was left queued');
     // Nothing left: with a wait, the call parks until a job arrives.
     const second = reply.next!;
     const parked = suite.worker.status(second.id, {

@@ -206,6 +206,25 @@ export class LeaseRepository {
     return rows.map((row) => ({ completed: row.completed, claim: row.completed === 'succeeded' ? toClaimOutcome(row) : null }));
   }
 
+  /**
+   * The job that the worker's accepted completion of `completedJobId` leased to it in the same
+   * statement (claimNext), if it still holds it: a statement's now() is shared by both rows, so
+   * the claim started exactly when the completed job finished. Lets a retried request whose first
+   * answer was lost receive the same next job instead of stranding it until its lease expires.
+   */
+  async leasedWithCompletion(db: Queryable, workerId: string, completedJobId: string): Promise<ClaimOutcome | null> {
+    const { rows } = await db.query({
+      name: 'leased-with-completion',
+      text: `SELECT 'online' AS worker_state, j.id, j.kind, j.input, j.priority, j.attempt, j.lease_token, j.lease_expires_at,
+               j.deadline_at, j.timeout_sec
+             FROM jobs done JOIN jobs j ON j.worker_id = $1 AND j.lease_expires_at IS NOT NULL AND j.state = 'running'
+               AND j.started_at = done.finished_at
+             WHERE done.id = $2 AND done.worker_id = $1 LIMIT 1`,
+      values: [workerId, completedJobId],
+    });
+    return rows[0] ? toClaimOutcome(rows[0]) : null;
+  }
+
   /** Why a completion was not applied: a repeat of the accepted one, a different result, or a stale attempt. */
   async completionOutcome(db: Queryable, c: Completion): Promise<CompleteOutcome> {
     const prior = await db.query({

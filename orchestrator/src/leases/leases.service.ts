@@ -132,6 +132,11 @@ export class LeasesService implements OnModuleInit {
       jobId, attempt: req.attempt, leaseToken: req.leaseToken, result: req.result!, workerId, caps,
     });
     const state = this.settleCompletion(jobId, req.attempt, completion);
+    if (completion.kind === 'duplicate') {
+      // A retry whose first answer was lost: hand back the job that first call leased, if any.
+      const earlier = await this.leases.leasedWithCompletion(this.db.pool, workerId, jobId);
+      if (earlier?.kind === 'claimed') return { jobId, state, next: earlier.job };
+    }
     if (claim?.kind === 'claimed') {
       if (signal.aborted) {
         await this.leases.release(this.db.pool, workerId, claim.job);
