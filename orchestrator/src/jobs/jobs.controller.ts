@@ -47,7 +47,7 @@ export class JobsController {
     @Param('id', new UuidPipe()) id: string,
     @Query(new DtoPipe(GetJobQuery)) query: GetJobQuery,
   ): Promise<JobView> {
-    return this.jobs.get(req.owner, id, query.waitMs ?? 0, hangUpSignal(reply));
+    return this.jobs.get(req.owner, id, query.waitMs ?? 0, hangUpSignal(reply, (query.waitMs ?? 0) > 0));
   }
 
   @Post(':id/cancel')

@@ -25,7 +25,8 @@ export class LeasesController {
     @Res({ passthrough: true }) reply: FastifyReply,
     @Body(new DtoPipe(ClaimRequest)) body: ClaimRequest,
   ): Promise<ClaimResponse | undefined> {
-    const job = await this.leases.claim(body.workerId, body.waitMs ?? 20_000, hangUpSignal(reply));
+    const waitMs = body.waitMs ?? 20_000;
+    const job = await this.leases.claim(body.workerId, waitMs, hangUpSignal(reply, waitMs > 0));
     if (!job) {
       reply.status(204);
       return undefined;
@@ -43,7 +44,7 @@ export class LeasesController {
     @Param('id', new UuidPipe()) id: string,
     @Body(new DtoPipe(StatusRequest)) body: StatusRequest,
   ): Promise<StatusResponse> {
-    return this.leases.status(id, body, hangUpSignal(reply));
+    return this.leases.status(id, body, hangUpSignal(reply, (body.claimNext?.waitMs ?? 0) > 0));
   }
 
   @Post('jobs/:id/progress')
