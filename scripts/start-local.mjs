@@ -27,7 +27,8 @@ const env = {
   INTERNAL_API_KEY: process.env.INTERNAL_API_KEY ?? keys.internal,
   EMBEDDED_PG_DIR: process.env.EMBEDDED_PG_DIR ?? path.join(dataDir, 'postgres'),
 };
-const child = spawn(process.execPath, [path.join(root, 'orchestrator/dist/src/main.js')], { cwd: root, env, stdio: ['ignore', 'pipe', 'inherit'] });
+// A larger young generation: the request path allocates a lot, and scavenges were ~13 % of its CPU.
+const child = spawn(process.execPath, ['--max-semi-space-size=32', path.join(root, 'orchestrator/dist/src/main.js')], { cwd: root, env, stdio: ['ignore', 'pipe', 'inherit'] });
 let announced = false;
 child.stdout.on('data', (chunk) => {
   process.stdout.write(chunk);

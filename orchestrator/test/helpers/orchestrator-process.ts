@@ -7,6 +7,8 @@ export const OTHER_API_KEY = 'test-other-key-0123456789ab';
 export const INTERNAL_KEY = 'test-internal-key-0123456789';
 
 const MAIN = path.resolve(__dirname, '../../src/main.js');
+/** The runtime flags every orchestrator launch uses (npm start, the image); see README, Operations. */
+export const ORCHESTRATOR_NODE_FLAGS = ['--max-semi-space-size=32'];
 
 export interface OrchestratorProcess {
   url: string;
@@ -27,7 +29,7 @@ export async function startOrchestratorProcess(
   env: Record<string, string> = {},
   nodeArgs: string[] = [],
 ): Promise<OrchestratorProcess> {
-  const proc = spawn(process.execPath, [...nodeArgs, MAIN], {
+  const proc = spawn(process.execPath, [...ORCHESTRATOR_NODE_FLAGS, ...nodeArgs, MAIN], {
     env: {
       PATH: process.env.PATH ?? '',
       NO_COLOR: '1',
