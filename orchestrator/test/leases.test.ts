@@ -53,6 +53,12 @@ describe('leases, fencing and the reaper (short lease TTL)', () => {
     await suite.worker.status(id, { attempt: fresh.attempt, leaseToken: fresh.leaseToken, status: 'completed', result: { from: 'fresh' } });
     await assert.rejects(suite.worker.status(id, { ...staleFence, status: 'completed', result: { from: 'stale' } }), isStale);
     assert.deepEqual((await suite.fleet.getJob(id)).result, { from: 'fresh' }, 'the new attempt\'s result stands');
+    const history = await suite.db.pool.query(
+      `SELECT attempt, worker_id, outcome, result FROM job_attempts WHERE job_id = $1 ORDER BY attempt`, [id]);
+    assert.deepEqual(history.rows, [
+      { attempt: 1, worker_id: dead, outcome: 'lease_lost', result: null },
+      { attempt: 2, worker_id: alive, outcome: 'succeeded', result: { from: 'fresh' } },
+    ], 'one history row per ended attempt');
   });
 
   test('heartbeats keep a lease alive well past its TTL', async () => {

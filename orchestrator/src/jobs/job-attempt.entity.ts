@@ -3,7 +3,10 @@ import { JobEntity } from './job.entity';
 
 export type AttemptOutcome = 'succeeded' | 'failed' | 'retrying' | 'lease_lost' | 'timed_out' | 'released' | 'cancelled';
 
-/** The history of one claim of a job: who ran it, with which lease, and how it ended. */
+/**
+ * The history of one ended attempt of a job: who ran it, with which lease, and how it ended. Written
+ * once, when the attempt ends; the attempt in progress is on the job row itself.
+ */
 @Entity({ name: 'job_attempts' })
 export class JobAttemptEntity {
   @PrimaryColumn('uuid', { name: 'job_id' }) jobId!: string;

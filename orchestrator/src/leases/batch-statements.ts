@@ -17,8 +17,8 @@ interface ClaimParams {
 
 /**
  * Leases one job to each eligible claimer in `claim_src(worker_id, ord)`: the best `n` claimable jobs
- * are locked with SKIP LOCKED and paired with the claimers in order. Defines claimers, picked,
- * claimed and claim_logged.
+ * are locked with SKIP LOCKED and paired with the claimers in order. Defines claimers, picked and
+ * claimed. The attempt is written to job_attempts when it ends, not here: one write per attempt.
  */
 function claimCtes(p: ClaimParams): string {
   return `
@@ -43,8 +43,6 @@ function claimCtes(p: ClaimParams): string {
     FROM picked p JOIN claimers c USING (rn)
     WHERE j.id = p.id
     RETURNING c.ord, j.id, j.kind, j.input, j.priority, j.attempt, j.lease_token, j.lease_expires_at, j.deadline_at, j.timeout_sec, j.worker_id
-  ), claim_logged AS (
-    INSERT INTO job_attempts (job_id, attempt, worker_id, lease_token) SELECT id, attempt, worker_id, lease_token FROM claimed
   )`;
 }
 
@@ -70,10 +68,10 @@ const COMPLETION_CTES = `
     -- statistics pick a scan of every running job.
     WHERE j.id = ANY ($1::uuid[]) AND j.id = req.job_id AND j.attempt = req.attempt AND j.lease_token = req.lease_token
       AND j.state = 'running'
-    RETURNING j.id, j.state, req.ord, req.attempt, req.result, req.worker_id
+    RETURNING j.id, j.state, req.ord, req.attempt, req.result, req.worker_id, j.worker_id AS holder, j.lease_token, j.started_at
   ), logged AS (
-    UPDATE job_attempts a SET ended_at = now(), outcome = done.state, result = done.result
-    FROM done WHERE a.job_id = done.id AND a.attempt = done.attempt
+    INSERT INTO job_attempts (job_id, attempt, worker_id, lease_token, claimed_at, ended_at, outcome, result)
+    SELECT id, attempt, holder, lease_token, started_at, now(), state, result FROM done
   ), notified AS (
     -- The payload lists the finished job ids, comma-separated (at most 200 fit in 8000 bytes).
     SELECT pg_notify('${Channels.jobFinished}', string_agg(id::text, ',')) FROM done HAVING count(*) > 0

@@ -19,42 +19,45 @@ export class LeaseExpiryRepository {
     );
     const expired = await db.query(
       `WITH due AS (
-         SELECT id FROM jobs WHERE state = 'running' AND lease_expires_at < now() FOR UPDATE SKIP LOCKED
+         SELECT id, attempt, worker_id, lease_token, started_at FROM jobs
+         WHERE state = 'running' AND lease_expires_at < now() FOR UPDATE SKIP LOCKED
        ), done AS (
          UPDATE jobs j SET lease_losses = lease_losses + 1,
            state = CASE WHEN cancel_requested THEN 'cancelled' WHEN lease_losses + 1 >= $1 THEN 'failed' ELSE 'queued' END,
            error_code = CASE WHEN cancel_requested THEN 'cancelled' WHEN lease_losses + 1 >= $1 THEN 'too_many_lease_losses' ELSE 'lease_lost' END,
            error_message = CASE WHEN cancel_requested THEN 'cancelled on request'
              WHEN lease_losses + 1 >= $1 THEN format('lost its worker %s times (the job may be killing its workers)', lease_losses + 1)
-             ELSE format('worker %s stopped renewing its lease', worker_id) END,
+             ELSE format('worker %s stopped renewing its lease', j.worker_id) END,
            run_after = CASE WHEN lease_losses + 1 < $1 THEN now() + ${BACKOFF.replace('attempts_used', 'lease_losses')} ELSE run_after END,
            finished_at = CASE WHEN cancel_requested OR lease_losses + 1 >= $1 THEN now() END,
            ${BACK_TO_QUEUE}, updated_at = now()
          FROM due WHERE j.id = due.id
-         RETURNING j.id, j.state, j.attempt
+         RETURNING j.id, j.state, due.attempt, due.worker_id, due.lease_token, due.started_at
        ), logged AS (
-         UPDATE job_attempts a SET ended_at = now(), outcome = 'lease_lost' FROM done WHERE a.job_id = done.id AND a.attempt = done.attempt
+         INSERT INTO job_attempts (job_id, attempt, worker_id, lease_token, claimed_at, ended_at, outcome)
+         SELECT id, attempt, worker_id, lease_token, started_at, now(), 'lease_lost' FROM done
        )
        SELECT id, state, CASE WHEN state <> 'queued' THEN pg_notify('${Channels.jobFinished}', id::text) END FROM done`,
       [opts.maxLeaseLosses],
     );
     const timedOut = await db.query(
       `WITH due AS (
-         SELECT id FROM jobs WHERE lease_expires_at IS NOT NULL AND state = 'running' AND deadline_at < now() FOR UPDATE SKIP LOCKED
+         SELECT id, attempt, worker_id, lease_token, started_at FROM jobs
+         WHERE lease_expires_at IS NOT NULL AND state = 'running' AND deadline_at < now() FOR UPDATE SKIP LOCKED
        ), done AS (
          UPDATE jobs j SET attempts_used = attempts_used + 1,
            state = CASE WHEN cancel_requested THEN 'cancelled' WHEN attempts_used + 1 < max_attempts THEN 'queued' ELSE 'failed' END,
            error_code = CASE WHEN cancel_requested THEN 'cancelled' ELSE 'timeout' END,
            error_message = CASE WHEN cancel_requested THEN 'cancelled on request'
-             ELSE format('attempt %s ran past its %s s time-out', attempt, timeout_sec) END,
+             ELSE format('attempt %s ran past its %s s time-out', j.attempt, j.timeout_sec) END,
            run_after = CASE WHEN attempts_used + 1 < max_attempts THEN now() + ${BACKOFF} ELSE run_after END,
            finished_at = CASE WHEN cancel_requested OR attempts_used + 1 >= max_attempts THEN now() END,
            ${BACK_TO_QUEUE}, updated_at = now()
          FROM due WHERE j.id = due.id
-         RETURNING j.id, j.state, j.attempt
+         RETURNING j.id, j.state, due.attempt, due.worker_id, due.lease_token, due.started_at
        ), logged AS (
-         UPDATE job_attempts a SET ended_at = now(), outcome = 'timed_out', error_code = 'timeout' FROM done
-         WHERE a.job_id = done.id AND a.attempt = done.attempt
+         INSERT INTO job_attempts (job_id, attempt, worker_id, lease_token, claimed_at, ended_at, outcome, error_code)
+         SELECT id, attempt, worker_id, lease_token, started_at, now(), 'timed_out', 'timeout' FROM done
        )
        SELECT id, state, CASE WHEN state <> 'queued' THEN pg_notify('${Channels.jobFinished}', id::text) END FROM done`,
     );

@@ -248,7 +248,10 @@ export class LeaseRepository {
     const { rows } = await db.query({
       name: 'fail',
       text: `
-      WITH done AS (
+      WITH held AS (
+        SELECT id, attempt, worker_id, lease_token, started_at FROM jobs
+        WHERE id = $1 AND attempt = $2 AND lease_token = $3 AND state = 'running' FOR UPDATE
+      ), done AS (
         UPDATE jobs SET
           attempts_used = attempts_used + 1,
           state = CASE WHEN cancel_requested THEN 'cancelled'
@@ -262,12 +265,12 @@ export class LeaseRepository {
           run_after = CASE WHEN NOT cancel_requested AND $4 AND attempts_used + 1 < max_attempts THEN now() + ${BACKOFF} ELSE run_after END,
           finished_at = CASE WHEN cancel_requested OR NOT $4 OR attempts_used + 1 >= max_attempts THEN now() END,
           ${BACK_TO_QUEUE}, updated_at = now()
-        WHERE id = $1 AND attempt = $2 AND lease_token = $3 AND state = 'running'
-        RETURNING id, state
+        FROM held WHERE jobs.id = held.id
+        RETURNING jobs.id, jobs.state, held.attempt, held.worker_id, held.lease_token, held.started_at
       ), logged AS (
-        UPDATE job_attempts a SET ended_at = now(), error_code = $5, error_message = $6,
-          outcome = CASE done.state WHEN 'queued' THEN 'retrying' ELSE done.state END
-        FROM done WHERE a.job_id = done.id AND a.attempt = $2
+        INSERT INTO job_attempts (job_id, attempt, worker_id, lease_token, claimed_at, ended_at, outcome, error_code, error_message)
+        SELECT id, attempt, worker_id, lease_token, started_at, now(), CASE state WHEN 'queued' THEN 'retrying' ELSE state END, $5, $6
+        FROM done
       )
       SELECT state, CASE WHEN state <> 'queued' THEN pg_notify('${Channels.jobFinished}', id::text) END FROM done`,
       values: [jobId, fence.attempt, fence.leaseToken, error.retryable, error.code, error.message],
@@ -284,18 +287,23 @@ export class LeaseRepository {
     const { rows } = await db.query({
       name: 'release',
       text: `
-      WITH done AS (
+      WITH held AS (
+        SELECT id, attempt, worker_id, lease_token, started_at FROM jobs
+        WHERE lease_expires_at IS NOT NULL AND state = 'running' AND worker_id = $1
+          AND ($2::uuid IS NULL OR (id = $2 AND attempt = $3 AND lease_token = $4))
+        FOR UPDATE
+      ), done AS (
         UPDATE jobs SET state = CASE WHEN cancel_requested THEN 'cancelled' ELSE 'queued' END,
           finished_at = CASE WHEN cancel_requested THEN now() END,
           error_code = CASE WHEN cancel_requested THEN 'cancelled' ELSE error_code END,
           error_message = CASE WHEN cancel_requested THEN 'cancelled on request' ELSE error_message END,
           run_after = now(), ${BACK_TO_QUEUE}, updated_at = now()
-        WHERE lease_expires_at IS NOT NULL AND state = 'running' AND worker_id = $1
-          AND ($2::uuid IS NULL OR (id = $2 AND attempt = $3 AND lease_token = $4))
-        RETURNING id, kind, state, attempt
+        FROM held WHERE jobs.id = held.id
+        RETURNING jobs.id, jobs.kind, jobs.state, held.attempt, held.worker_id, held.lease_token, held.started_at
       ), logged AS (
-        UPDATE job_attempts a SET ended_at = now(), outcome = CASE done.state WHEN 'queued' THEN 'released' ELSE done.state END
-        FROM done WHERE a.job_id = done.id AND a.attempt = done.attempt
+        INSERT INTO job_attempts (job_id, attempt, worker_id, lease_token, claimed_at, ended_at, outcome)
+        SELECT id, attempt, worker_id, lease_token, started_at, now(), CASE state WHEN 'queued' THEN 'released' ELSE state END
+        FROM done
       )
       SELECT id, pg_notify(CASE state WHEN 'queued' THEN '${Channels.jobsQueued}' ELSE '${Channels.jobFinished}' END,
                            CASE state WHEN 'queued' THEN kind ELSE id::text END)
