@@ -20,6 +20,8 @@ export class NotifyListener {
   private readonly logger = new Logger(NotifyListener.name);
   private readonly handlers = new Map<Channel, Set<Handler>>();
   private readonly reconnectHandlers = new Set<() => void>();
+  /** Local emits whose NOTIFY has not come back yet, by channel and payload. */
+  private readonly expectedEchoes = new Map<string, number>();
   private client: Client | null = null;
   private stopped = false;
   private retryMs = 100;
@@ -38,9 +40,28 @@ export class NotifyListener {
 
   /**
    * Delivers a notification to this process's handlers at once, without the round trip through
-   * PostgreSQL. For a commit this process just made; the NOTIFY still reaches every replica.
+   * PostgreSQL, for a commit this process just made (the NOTIFY still reaches every replica). The
+   * echo of that NOTIFY, when it comes back to this process, is then skipped: the handlers already ran.
    */
   emitLocal(channel: Channel, payload: string): void {
+    const key = `${channel}:${payload}`;
+    this.expectedEchoes.set(key, (this.expectedEchoes.get(key) ?? 0) + 1);
+    this.deliver(channel, payload);
+  }
+
+  private fromDatabase(channel: Channel, payload: string): void {
+    const key = `${channel}:${payload}`;
+    const expected = this.expectedEchoes.get(key) ?? 0;
+    if (expected > 0) {
+      // Equal notifications are interchangeable, so skipping "one of them" is exact in count.
+      if (expected === 1) this.expectedEchoes.delete(key);
+      else this.expectedEchoes.set(key, expected - 1);
+      return;
+    }
+    this.deliver(channel, payload);
+  }
+
+  private deliver(channel: Channel, payload: string): void {
     const set = this.handlers.get(channel);
     if (set) for (const handler of set) handler(payload);
   }
@@ -58,7 +79,7 @@ export class NotifyListener {
 
   private async connect(): Promise<void> {
     const client = new Client({ connectionString: this.connectionString });
-    client.on('notification', (msg) => this.emitLocal(msg.channel as Channel, msg.payload ?? ''));
+    client.on('notification', (msg) => this.fromDatabase(msg.channel as Channel, msg.payload ?? ''));
     client.on('error', (err) => this.logger.warn(`LISTEN connection error: ${err.message}`));
     client.on('end', () => {
       if (this.client === client) {
@@ -81,6 +102,8 @@ export class NotifyListener {
       this.connect().then(
         () => {
           this.logger.log('LISTEN connection restored');
+          // Echoes sent while the connection was down are lost; handlers are told to re-check anyway.
+          this.expectedEchoes.clear();
           for (const handler of this.reconnectHandlers) handler();
         },
         (err: Error) => {
