@@ -1,5 +1,7 @@
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
 import { describe, test } from 'node:test';
 import type { FleetApiError } from '@avatar-fleet/contracts';
 import { eventually, lane, lipsyncJob, registerWorker } from './helpers/fixtures';
@@ -309,5 +311,11 @@ describe('job lifecycle over HTTP (real orchestrator process, real PostgreSQL)',
       assert.ok(doc.paths[p], `OpenAPI documents ${p}`);
     }
     assert.ok(doc.components.schemas.CreateJobRequest, 'body schemas come from the contracts DTOs');
+    // The committed copy (docs/openapi.json) must change with the API: `npm run openapi` rewrites it.
+    const committed = path.resolve(__dirname, '../../../docs/openapi.json');
+    const current = `${JSON.stringify(doc, null, 2)}\n`;
+    if (process.env.UPDATE_OPENAPI === '1') writeFileSync(committed, current);
+    assert.equal(current, existsSync(committed) ? readFileSync(committed, 'utf8') : '',
+      'the API changed but docs/openapi.json did not: run npm run openapi and commit it');
   });
 });
