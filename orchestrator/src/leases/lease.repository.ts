@@ -5,9 +5,10 @@ import { CLAIM_BATCH_SQL, COMPLETE_AND_CLAIM_SQL, COMPLETE_BATCH_SQL, toClaimOut
 import { BACKOFF, BACK_TO_QUEUE } from './sql-fragments';
 
 /**
- * Queue semantics in SQL, in one place: claim, renew, progress, complete, fail, release, reap.
- * Every statement that a worker's write triggers is fenced by (attempt, lease_token) and uses the
- * database clock only. Each method takes the transaction's client; callers batch them (GroupCommit).
+ * Queue semantics in SQL: claim, renew, progress, complete, fail, release (the reaper's statements
+ * are in lease-expiry.repository.ts, the batched ones in batch-statements.ts). Every statement that
+ * a worker's write triggers is fenced by (attempt, lease_token) and uses the database clock only.
+ * Each method takes a pool (one statement, its own commit) or a client inside a transaction.
  */
 
 /** Anything that runs a query: the pool (autocommit) or a client inside a transaction. */
@@ -65,11 +66,10 @@ export interface HeartbeatOutcome {
   wasOffline: boolean;
 }
 
-
 export class LeaseRepository {
   /**
    * One statement claims for many claimers that share capabilities (`caps`): it locks the best
-   * `n` claimable jobs with SKIP LOCKED, leases one to each eligible claimer, and logs the attempts.
+   * `n` claimable jobs with SKIP LOCKED and leases one to each eligible claimer.
    * Claimers are answered in the order given; a worker may appear more than once (slots).
    */
   async claimBatch(db: Queryable, caps: WorkerCaps, workerIds: string[], leaseTtlSec: number): Promise<ClaimOutcome[]> {
