@@ -1,32 +1,19 @@
-import { mkdtempSync, chmodSync, rmSync } from 'node:fs';
-import net from 'node:net';
-import os from 'node:os';
 import path from 'node:path';
-import { startEmbeddedPostgres } from '@avatar-fleet/orchestrator/dist/src/database/embedded-postgres';
-import { migrateDatabase } from '@avatar-fleet/orchestrator/dist/src/database/migrate';
+import { pathToFileURL } from 'node:url';
 
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as net.AddressInfo;
-      server.close(() => resolve(port));
-    });
-  });
+interface TestPostgres {
+  url: string;
+  stop(): Promise<void>;
 }
 
-/** A fresh, migrated embedded PostgreSQL in a temporary folder, removed on stop. */
-export async function startBenchDatabase(): Promise<{ url: string; stop(): Promise<void> }> {
-  const dir = mkdtempSync(path.join(os.tmpdir(), 'avatar-fleet-bench-'));
-  chmodSync(dir, 0o755);
-  const db = await startEmbeddedPostgres(path.join(dir, 'data'), await freePort(), 'bench');
-  await migrateDatabase(db.url);
-  return {
-    url: db.url,
-    async stop() {
-      await db.stop().catch(() => undefined);
-      rmSync(dir, { recursive: true, force: true });
-    },
+/**
+ * A fresh, migrated embedded PostgreSQL in a temporary folder, removed on stop: the same server
+ * `npm test` starts (scripts/test-database.mjs), so tests and benchmarks set it up one way.
+ */
+export async function startBenchDatabase(): Promise<TestPostgres> {
+  const script = path.resolve(__dirname, '../../../scripts/test-database.mjs');
+  const { startTestPostgres } = (await import(pathToFileURL(script).href)) as {
+    startTestPostgres(options?: { template?: string }): Promise<TestPostgres>;
   };
+  return startTestPostgres({ template: 'bench' });
 }

@@ -1,6 +1,6 @@
 import { Channels } from '../database/notify-listener';
 import type { Queryable } from './lease.repository';
-import { BACKOFF, BACK_TO_QUEUE } from './sql-fragments';
+import { BACK_TO_QUEUE, backoff } from './sql-fragments';
 
 export interface ReapOutcome {
   offlineWorkers: string[];
@@ -28,7 +28,7 @@ export class LeaseExpiryRepository {
            error_message = CASE WHEN cancel_requested THEN 'cancelled on request'
              WHEN lease_losses + 1 >= $1 THEN format('lost its worker %s times (the job may be killing its workers)', lease_losses + 1)
              ELSE format('worker %s stopped renewing its lease', j.worker_id) END,
-           run_after = CASE WHEN lease_losses + 1 < $1 THEN now() + ${BACKOFF.replace('attempts_used', 'lease_losses')} ELSE run_after END,
+           run_after = CASE WHEN lease_losses + 1 < $1 THEN now() + ${backoff('lease_losses')} ELSE run_after END,
            finished_at = CASE WHEN cancel_requested OR lease_losses + 1 >= $1 THEN now() END,
            ${BACK_TO_QUEUE}, updated_at = now()
          FROM due WHERE j.id = due.id
@@ -50,7 +50,7 @@ export class LeaseExpiryRepository {
            error_code = CASE WHEN cancel_requested THEN 'cancelled' ELSE 'timeout' END,
            error_message = CASE WHEN cancel_requested THEN 'cancelled on request'
              ELSE format('attempt %s ran past its %s s time-out', j.attempt, j.timeout_sec) END,
-           run_after = CASE WHEN attempts_used + 1 < max_attempts THEN now() + ${BACKOFF} ELSE run_after END,
+           run_after = CASE WHEN attempts_used + 1 < max_attempts THEN now() + ${backoff('attempts_used')} ELSE run_after END,
            finished_at = CASE WHEN cancel_requested OR attempts_used + 1 >= max_attempts THEN now() END,
            ${BACK_TO_QUEUE}, updated_at = now()
          FROM due WHERE j.id = due.id

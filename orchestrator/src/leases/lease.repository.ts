@@ -2,7 +2,7 @@ import type { Pool, PoolClient } from 'pg';
 import type { ClaimedJob, HeldLease, JobKind, Telemetry, WorkerActivity, WorkerCommand } from '@avatar-fleet/contracts';
 import { Channels } from '../database/notify-listener';
 import { CLAIM_BATCH_SQL, COMPLETE_AND_CLAIM_SQL, COMPLETE_BATCH_SQL, toClaimOutcome } from './batch-statements';
-import { BACKOFF, BACK_TO_QUEUE } from './sql-fragments';
+import { BACK_TO_QUEUE, backoff } from './sql-fragments';
 
 /**
  * Queue semantics in SQL: claim, renew, progress, complete, fail, release (the reaper's statements
@@ -262,7 +262,7 @@ export class LeaseRepository {
                                WHEN $4 AND attempts_used + 1 >= max_attempts
                                  THEN format('failed %s of %s attempts; last error %s: %s', attempts_used + 1, max_attempts, $5::text, $6::text)
                                ELSE $6 END,
-          run_after = CASE WHEN NOT cancel_requested AND $4 AND attempts_used + 1 < max_attempts THEN now() + ${BACKOFF} ELSE run_after END,
+          run_after = CASE WHEN NOT cancel_requested AND $4 AND attempts_used + 1 < max_attempts THEN now() + ${backoff('attempts_used')} ELSE run_after END,
           finished_at = CASE WHEN cancel_requested OR NOT $4 OR attempts_used + 1 >= max_attempts THEN now() END,
           ${BACK_TO_QUEUE}, updated_at = now()
         FROM held WHERE jobs.id = held.id

@@ -165,7 +165,7 @@ export class LeasesService implements OnModuleInit {
       }
       case 'failed': {
         const outcome = await this.leases.fail(this.db.pool, jobId, req, req.error!);
-        this.metrics.finished.inc({ kind: 'failed', outcome: outcome.kind });
+        this.metrics.workerWrites.inc({ kind: 'failed', outcome: outcome.kind });
         if (outcome.kind !== 'applied') throw this.fenceError(jobId, outcome.kind);
         return outcome.state;
       }
@@ -174,7 +174,7 @@ export class LeasesService implements OnModuleInit {
 
   /** The published state after a completion, or the 409 that explains why it was not applied. */
   private settleCompletion(jobId: string, attempt: number, outcome: CompletionResult): 'succeeded' {
-    this.metrics.finished.inc({ kind: 'completed', outcome: outcome.kind });
+    this.metrics.workerWrites.inc({ kind: 'completed', outcome: outcome.kind });
     switch (outcome.kind) {
       case 'succeeded':
       case 'duplicate':

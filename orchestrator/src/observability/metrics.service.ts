@@ -10,7 +10,7 @@ export class MetricsService {
   readonly registry = new Registry();
   readonly claims = new Counter({ name: 'fleet_claims_total', help: 'Claim requests by outcome', labelNames: ['outcome'], registers: [this.registry] });
   readonly leaseLosses = new Counter({ name: 'fleet_lease_losses_total', help: 'Leases that expired and were taken back', registers: [this.registry] });
-  readonly finished = new Counter({ name: 'fleet_job_writes_total', help: 'Accepted and rejected worker writes', labelNames: ['kind', 'outcome'], registers: [this.registry] });
+  readonly workerWrites = new Counter({ name: 'fleet_job_writes_total', help: 'Accepted and rejected worker writes', labelNames: ['kind', 'outcome'], registers: [this.registry] });
   readonly heartbeatLag = new Histogram({
     name: 'fleet_heartbeat_interval_seconds',
     help: 'Time between two heartbeats of one worker (the interval plus lag)',
