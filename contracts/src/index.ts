@@ -6,6 +6,7 @@ export * from './jobs/job-kinds';
 export * from './jobs/avatar-prepare.input';
 export * from './jobs/lipsync.input';
 export * from './protocol/worker.dto';
+export * from './protocol/queue.dto';
 export * from './api/job.dto';
 export * from './clients/http';
 export * from './clients/fleet.client';

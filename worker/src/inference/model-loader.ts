@@ -1,0 +1,101 @@
+import { existsSync, readFileSync } from 'node:fs';
+import path from 'node:path';
+import * as ort from 'onnxruntime-node';
+import type { Logger } from '../runtime/logger';
+import { errorMessage } from '../runtime/logger';
+
+export type ExecutionProviderChoice = 'auto' | 'cuda' | 'cpu';
+
+/** A model the worker cannot run with: missing, or a dev set where real models are required. */
+export class ModelError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'ModelError';
+  }
+}
+
+export interface ModelLoaderOptions {
+  modelDir: string;
+  executionProvider: ExecutionProviderChoice;
+  requireRealModels: boolean;
+  log: Logger;
+}
+
+/**
+ * Opens ONNX sessions from MODEL_DIR on one execution provider for the whole worker. `auto` tries
+ * CUDA first: onnxruntime-node throws (rather than falling back) when the CUDA libraries are
+ * absent, so the fallback to CPU is done here, once, and reported.
+ */
+export class ModelLoader {
+  private chosen: 'cuda' | 'cpu' | undefined;
+  private readonly opened: string[] = [];
+
+  constructor(private readonly options: ModelLoaderOptions) {}
+
+  /** The provider every session runs on; known after the first session opened. */
+  get executionProvider(): string {
+    return this.chosen ?? 'none';
+  }
+
+  get models(): readonly string[] {
+    return this.opened;
+  }
+
+  /** Absolute path of a model file, which must exist. */
+  resolve(relativePath: string): string {
+    const file = path.resolve(this.options.modelDir, relativePath);
+    if (!file.startsWith(path.resolve(this.options.modelDir) + path.sep)) throw new ModelError(`model path ${relativePath} leaves MODEL_DIR`);
+    if (!existsSync(file)) throw new ModelError(`model ${relativePath} is missing from MODEL_DIR (${this.options.modelDir})`);
+    return file;
+  }
+
+  /**
+   * Reads a model folder's metadata.json; a set marked `"dev": true` (generated, not trained) is
+   * refused when REQUIRE_REAL_MODELS=true, so such a worker never produces placeholder output.
+   */
+  metadata(folder: string): Record<string, unknown> {
+    const file = this.resolve(path.join(folder, 'metadata.json'));
+    let meta: Record<string, unknown>;
+    try {
+      meta = JSON.parse(readFileSync(file, 'utf8')) as Record<string, unknown>;
+    } catch (error) {
+      throw new ModelError(`${folder}/metadata.json is not valid JSON: ${errorMessage(error)}`);
+    }
+    if (meta.dev === true && this.options.requireRealModels) {
+      throw new ModelError(`${folder} is a dev model set (generated weights) and REQUIRE_REAL_MODELS=true; sync the real models into MODEL_DIR`);
+    }
+    if (meta.dev === true) this.options.log.warn('running on a dev model set: outputs are not real lip-sync', { models: folder });
+    return meta;
+  }
+
+  async session(relativePath: string): Promise<ort.InferenceSession> {
+    const file = this.resolve(relativePath);
+    const session = await this.open(file);
+    this.opened.push(relativePath);
+    return session;
+  }
+
+  private async open(file: string): Promise<ort.InferenceSession> {
+    const base: ort.InferenceSession.SessionOptions = { graphOptimizationLevel: 'all' };
+    if (this.chosen) return ort.InferenceSession.create(file, { ...base, executionProviders: [this.chosen] });
+    if (this.options.executionProvider !== 'cpu') {
+      try {
+        const session = await ort.InferenceSession.create(file, { ...base, executionProviders: ['cuda'] });
+        this.chosen = 'cuda';
+        return session;
+      } catch (error) {
+        if (this.options.executionProvider === 'cuda') {
+          throw new ModelError(`EXECUTION_PROVIDER=cuda but the CUDA provider failed to load: ${firstLine(error)}`);
+        }
+        this.options.log.warn('CUDA execution provider unavailable; using CPU', { reason: firstLine(error) });
+      }
+    }
+    const session = await ort.InferenceSession.create(file, { ...base, executionProviders: ['cpu'] });
+    this.chosen = 'cpu';
+    return session;
+  }
+}
+
+function firstLine(error: unknown): string {
+  return errorMessage(error).split('\n')[0]!.slice(0, 300);
+}

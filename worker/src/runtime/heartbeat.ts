@@ -1,0 +1,72 @@
+import path from 'node:path';
+import { Worker } from 'node:worker_threads';
+import type { HeartbeatResponse, HeldLease, WorkerActivity } from '@avatar-fleet/contracts';
+import type { Logger, LogLevel } from './logger';
+
+/** What the main thread tells the heartbeat thread: the state every beat reports. */
+export interface HeartbeatState {
+  activity: WorkerActivity;
+  leases: HeldLease[];
+}
+
+export interface HeartbeatThreadData {
+  baseUrl: string;
+  apiKey: string;
+  workerId: string;
+  intervalMs: number;
+  logLevel: LogLevel;
+  executionProvider: string;
+  state: HeartbeatState;
+}
+
+export type ToHeartbeatThread = { type: 'state'; state: HeartbeatState } | { type: 'stop' };
+
+export type FromHeartbeatThread =
+  | { type: 'reply'; reply: HeartbeatResponse; sent: HeldLease[] }
+  | { type: 'failed'; status: number; code: string; message: string };
+
+export interface HeartbeatHandlers {
+  /** A beat was answered; `sent` are the leases it reported, so a stale `lost` can be told apart. */
+  onReply(reply: HeartbeatResponse, sent: HeldLease[]): void;
+  onFailure(failure: { status: number; code: string; message: string }): void;
+}
+
+/**
+ * Heartbeats run on their own `worker_threads` thread with their own HTTP client, so ONNX or
+ * ffmpeg work blocking the main thread cannot delay them and leases are renewed regardless. The
+ * main thread only posts state changes and reads the replies when it next gets the chance.
+ */
+export class HeartbeatThread {
+  private thread?: Worker;
+
+  constructor(
+    private readonly log: Logger,
+    private readonly handlers: HeartbeatHandlers,
+  ) {}
+
+  start(data: HeartbeatThreadData): void {
+    const thread = new Worker(path.join(__dirname, 'heartbeat.thread.js'), { workerData: data });
+    thread.on('message', (message: FromHeartbeatThread) => {
+      if (message.type === 'reply') this.handlers.onReply(message.reply, message.sent);
+      else this.handlers.onFailure(message);
+    });
+    thread.on('error', (error) => this.log.error('heartbeat thread crashed', { reason: error.message }));
+    // Not unref'd: an idle or draining worker waits on nothing else, and must stay alive until stopped.
+    this.thread = thread;
+  }
+
+  setState(state: HeartbeatState): void {
+    this.thread?.postMessage({ type: 'state', state } satisfies ToHeartbeatThread);
+  }
+
+  async stop(): Promise<void> {
+    const thread = this.thread;
+    this.thread = undefined;
+    if (!thread) return;
+    const exited = new Promise<void>((resolve) => thread.once('exit', () => resolve()));
+    thread.postMessage({ type: 'stop' } satisfies ToHeartbeatThread);
+    const timer = setTimeout(() => void thread.terminate(), 2_000);
+    await exited;
+    clearTimeout(timer);
+  }
+}
