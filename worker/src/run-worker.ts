@@ -38,9 +38,16 @@ export async function runWorker(env: NodeJS.ProcessEnv, pipelines: PipelineSet):
   let server: Server | undefined;
   try {
     try {
-      await worker.start();
+      // Queue mode listens first, so Salad's probes see the container up (/ping) but not healthy
+      // (/hc 503) while models sync and load, which can take minutes.
       if (config.mode === 'queue') server = await startQueueServer(worker, config.queuePort);
+      await worker.start();
     } catch (error) {
+      if (worker.stopRequested) {
+        await worker.stop('stopped during start-up');
+        log.info('stopped before it was ready');
+        return 0;
+      }
       log.error('start-up failed', { reason: errorMessage(error) });
       await worker.stop('start-up failed', true);
       return EXIT_START_FAILED;

@@ -58,6 +58,23 @@ describe('buffer mode: real orchestrator and worker processes', () => {
     assert.equal(workerIdOf(second) !== workerIdOf(first), true);
   });
 
+  test('a second SIGTERM releases the running job at once, without waiting out the grace period', async () => {
+    const lane = newLane();
+    const worker = await lane.worker({ TEST_JOB_MS: '60000', SHUTDOWN_GRACE_SEC: '300' });
+    const id = await lane.job();
+    await lane.until(id, (j) => j.state === 'running');
+    const stoppedAt = Date.now();
+    worker.signal('SIGTERM');
+    await worker.waitFor(/stopping: no new jobs/);
+    worker.signal('SIGTERM');
+    assert.deepEqual(await worker.exited, { code: 0, signal: null });
+    assert.ok(Date.now() - stoppedAt < 5_000);
+    assert.match(worker.output(), /releasing running jobs why=forced/);
+    const job = await suite.fleet.getJob(id);
+    assert.equal(job.state, 'queued', 'requeued at once by deregister');
+    assert.equal(job.leaseLosses, 0);
+  });
+
   test('SIGKILL mid-job: the job is requeued after lease expiry and finished by another worker', async () => {
     const lane = newLane();
     const doomed = await lane.worker({ TEST_WORKER_TAG: 'doomed', TEST_JOB_MS: '60000' });
@@ -131,7 +148,7 @@ describe('buffer mode: real orchestrator and worker processes', () => {
     await worker.waitFor(/job stopped .*reason=cancelled/);
   });
 
-  test('drain: the worker finishes nothing new until the command is lifted', async () => {
+  test('commands: drain takes nothing new until lifted; shutdown stops the worker', async () => {
     const lane = newLane();
     const worker = await lane.worker({ TEST_JOB_MS: '50' });
     const workerId = workerIdOf(worker);
@@ -143,5 +160,9 @@ describe('buffer mode: real orchestrator and worker processes', () => {
     await suite.fleet.commandWorker(workerId, 'none');
     await lane.until(id, (j) => j.state === 'succeeded').catch((e: Error) => assert.fail(`${e.message}\n${worker.output()}`));
     assert.match(worker.output(), /drain lifted/);
+    await suite.fleet.commandWorker(workerId, 'shutdown');
+    assert.deepEqual(await worker.exited, { code: 0, signal: null });
+    assert.match(worker.output(), /stopping: no new jobs reason="shutdown command"/);
+    assert.equal((await suite.fleet.listWorkers()).find((w) => w.id === workerId)!.state, 'stopped');
   });
 });

@@ -4,6 +4,7 @@ import { after, describe, test } from 'node:test';
 import axios from 'axios';
 import { useOrchestrator } from '@avatar-fleet/orchestrator/dist/test/helpers/orchestrator-suite';
 import { FAST_FLEET, Lane, workerIdOf } from './helpers/fleet-fixture';
+import { startWorkerProcess } from './helpers/worker-process';
 
 function freePort(): Promise<number> {
   return new Promise((resolve) => {
@@ -42,6 +43,23 @@ describe('queue mode (Salad Job Queue): /hc, /ping, /generate', () => {
     assert.equal(job.state, 'succeeded');
     assert.deepEqual(job.result, answer.data.result);
     assert.equal(lane.output(job).split(' ')[0], 'salad');
+  });
+
+  test('while still starting (orchestrator not reachable yet): /ping answers, /hc and /generate say 503; SIGTERM then exits 0', async () => {
+    const port = await freePort();
+    const base = `http://127.0.0.1:${port}`;
+    const worker = startWorkerProcess(lane.env({ WORKER_MODE: 'queue', QUEUE_PORT: String(port), ORCHESTRATOR_BASE_URL: 'http://127.0.0.1:9' }));
+    await worker.waitFor(/registration failed; retrying/);
+    assert.equal((await http.get(`${base}/ping`)).status, 200);
+    const hc = await http.get(`${base}/hc`);
+    assert.equal(hc.status, 503);
+    assert.deepEqual(hc.data, { status: 'loading' });
+    const early = await http.post(`${base}/generate`, {
+      jobId: '00000000-0000-4000-8000-000000000001', kind: 'lipsync', input: {}, attempt: 1, leaseToken: '00000000-0000-4000-8000-000000000002',
+    });
+    assert.equal(early.status, 503);
+    worker.signal('SIGTERM');
+    assert.deepEqual(await worker.exited, { code: 0, signal: null });
   });
 
   test('malformed envelopes get a 4xx naming the problem; a stale lease gets 409 and changes nothing', async () => {

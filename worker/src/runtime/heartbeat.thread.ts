@@ -36,6 +36,7 @@ async function beat(): Promise<void> {
     const gap = started - lastStart;
     if (Math.abs(gap - data.intervalMs) > data.intervalMs * DRIFT_LIMIT) {
       log.warn('heartbeat interval drifted more than 20 %', { expectedMs: data.intervalMs, actualMs: Math.round(gap) });
+      if (!stopping) port.postMessage({ type: 'drift', expectedMs: data.intervalMs, actualMs: Math.round(gap) } satisfies FromHeartbeatThread);
     }
   }
   lastStart = started;

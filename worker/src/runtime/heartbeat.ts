@@ -23,12 +23,15 @@ export type ToHeartbeatThread = { type: 'state'; state: HeartbeatState } | { typ
 
 export type FromHeartbeatThread =
   | { type: 'reply'; reply: HeartbeatResponse; sent: HeldLease[] }
-  | { type: 'failed'; status: number; code: string; message: string };
+  | { type: 'failed'; status: number; code: string; message: string }
+  | { type: 'drift'; expectedMs: number; actualMs: number };
 
 export interface HeartbeatHandlers {
   /** A beat was answered; `sent` are the leases it reported, so a stale `lost` can be told apart. */
   onReply(reply: HeartbeatResponse, sent: HeldLease[]): void;
   onFailure(failure: { status: number; code: string; message: string }): void;
+  /** A beat came more than 20 % off its interval (the thread has logged it already). */
+  onDrift?(drift: { expectedMs: number; actualMs: number }): void;
 }
 
 /**
@@ -48,7 +51,8 @@ export class HeartbeatThread {
     const thread = new Worker(path.join(__dirname, 'heartbeat.thread.js'), { workerData: data });
     thread.on('message', (message: FromHeartbeatThread) => {
       if (message.type === 'reply') this.handlers.onReply(message.reply, message.sent);
-      else this.handlers.onFailure(message);
+      else if (message.type === 'failed') this.handlers.onFailure(message);
+      else this.handlers.onDrift?.(message);
     });
     thread.on('error', (error) => this.log.error('heartbeat thread crashed', { reason: error.message }));
     // Not unref'd: an idle or draining worker waits on nothing else, and must stay alive until stopped.
