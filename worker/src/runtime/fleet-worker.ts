@@ -1,4 +1,5 @@
 import { readFileSync } from 'node:fs';
+import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import {
   ErrorCode, FleetApiError, WorkerClient, type HeartbeatResponse, type HeldLease, type StatusRequest, type WorkerActivity,
@@ -51,7 +52,10 @@ export class FleetWorker {
     this.heartbeats = new HeartbeatThread(log, {
       onReply: (reply, sent) => this.onHeartbeat(reply, sent),
       onFailure: (failure) => {
-        if (failure.code === ErrorCode.WorkerNotRegistered && this.running.size === 0 && !this.stopRequested) void this.register();
+        // Registering again releases what the old registration held, so only an idle worker does it.
+        if (failure.code === ErrorCode.WorkerNotRegistered && this.running.size === 0 && !this.stopRequested) {
+          this.register().catch((error: unknown) => this.log.warn('registering again failed', { reason: errorMessage(error) }));
+        }
       },
     });
   }
@@ -68,6 +72,7 @@ export class FleetWorker {
   /** Everything before `ready`: throws with a reason the log can show (never a secret). */
   async start(): Promise<void> {
     this.kinds = resolveKinds(this.pipelines.handlers, this.config.kinds);
+    await mkdir(this.config.scratchDir, { recursive: true });
     this.storage = createStorage(this.config.storage);
     await this.storage.check();
     this.log.info('storage reachable', { driver: this.storage.driver });

@@ -67,7 +67,14 @@ export async function runJob(running: RunningJob, deps: JobRunnerDeps): Promise<
   }
   const timeout = setTimeout(() => running.abort('timeout'), job.timeoutSec * 1000);
   const progress = new ProgressReporter(running, deps.client, log, deps.progressIntervalMs ?? 250);
-  const scratchDir = await mkdtemp(path.join(deps.scratchRoot, `job-${job.id.slice(0, 8)}-`));
+  let scratchDir: string;
+  try {
+    scratchDir = await mkdtemp(path.join(deps.scratchRoot, `job-${job.id.slice(0, 8)}-`));
+  } catch (error) {
+    clearTimeout(timeout);
+    log.error('no scratch folder for the job', { reason: errorMessage(error) });
+    return failed('scratch_unavailable', `could not create a scratch folder: ${errorMessage(error)}`, true);
+  }
   const ctx: JobContext = {
     job: { id: job.id, kind: job.kind, attempt: job.attempt },
     log,
