@@ -1,11 +1,12 @@
 import 'reflect-metadata';
 import type { Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { loadWorkerConfig, WorkerConfigError } from './config/worker.config';
 import type { PipelineSet } from './pipelines/pipeline';
 import { runBufferLoop } from './runtime/buffer-loop';
 import { FleetWorker } from './runtime/fleet-worker';
 import { createLogger, errorMessage } from './runtime/logger';
-import { startQueueServer } from './runtime/queue-server';
+import { startWorkerServer } from './runtime/http-server';
 
 export const EXIT_CONFIG = 2;
 export const EXIT_START_FAILED = 3;
@@ -38,9 +39,9 @@ export async function runWorker(env: NodeJS.ProcessEnv, pipelines: PipelineSet):
   let server: Server | undefined;
   try {
     try {
-      // Queue mode listens first, so Salad's probes see the container up (/ping) but not healthy
-      // (/hc 503) while models sync and load, which can take minutes.
-      if (config.mode === 'queue') server = await startQueueServer(worker, config.queuePort);
+      // Listen first, so probes see the container up (/ping) but not healthy (/hc 503) while
+      // models sync and load, which can take minutes.
+      server = await startWorkerServer(worker, config.port);
       await worker.start();
     } catch (error) {
       if (worker.stopRequested) {
@@ -53,7 +54,7 @@ export async function runWorker(env: NodeJS.ProcessEnv, pipelines: PipelineSet):
       return EXIT_START_FAILED;
     }
     worker.ready = true;
-    log.info('ready', { mode: config.mode, ...(server ? { port: config.queuePort } : {}) });
+    log.info('ready', { mode: config.mode, port: (server.address() as AddressInfo).port });
     if (config.mode === 'buffer') await runBufferLoop(worker);
     else await new Promise<void>((resolve) => worker.stopSignal.addEventListener('abort', () => resolve(), { once: true }));
     await worker.stop('stopped');

@@ -20,6 +20,12 @@ describe('buffer mode: real orchestrator and worker processes', () => {
     const order = ['config loaded', 'storage reachable', 'models loaded', 'registered', 'ready'].map((line) => log.indexOf(line));
     assert.ok(order.every((at, i) => at >= 0 && (i === 0 || at > order[i - 1]!)), `start-up lines out of order:\n${log}`);
     assert.match(log, /models loaded executionProvider=/);
+    // Buffer mode serves health too (container health checks); /generate belongs to queue mode.
+    const port = /ready mode=buffer port=(\d+)/.exec(log)![1];
+    const hc = await fetch(`http://127.0.0.1:${port}/hc`);
+    assert.equal(hc.status, 200);
+    assert.deepEqual(await hc.json(), { status: 'ready' });
+    assert.equal((await fetch(`http://127.0.0.1:${port}/generate`, { method: 'POST', body: '{}', headers: { 'content-type': 'application/json' } })).status, 409);
 
     const id = await lane.job('https://media.example/hello.wav');
     const running = await lane.until(id, (j) => j.state === 'running' && j.progress !== null);

@@ -21,7 +21,7 @@ describe('worker configuration', () => {
     assert.deepEqual(config.storage, { driver: 'local', local: { root: '/srv/.data/storage' } });
     assert.equal(config.slots, 1);
     assert.equal(config.provider, 'salad');
-    assert.equal(config.queuePort, 8000);
+    assert.equal(config.port, 8000);
     assert.equal(config.modelSync, undefined);
   });
 

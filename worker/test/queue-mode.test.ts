@@ -24,7 +24,7 @@ describe('queue mode (Salad Job Queue): /hc, /ping, /generate', () => {
   test('the sidecar\'s envelope runs end to end: progress and status reach the orchestrator, the answer carries the result', async () => {
     const port = await freePort();
     const base = `http://127.0.0.1:${port}`;
-    const worker = await lane.worker({ WORKER_MODE: 'queue', QUEUE_PORT: String(port), TEST_WORKER_TAG: 'salad', TEST_JOB_MS: '800' });
+    const worker = await lane.worker({ WORKER_MODE: 'queue', WORKER_PORT: String(port), TEST_WORKER_TAG: 'salad', TEST_JOB_MS: '800' });
     assert.equal((await http.get(`${base}/ping`)).status, 200);
     assert.deepEqual((await http.get(`${base}/hc`)).data, { status: 'ready' });
 
@@ -48,7 +48,7 @@ describe('queue mode (Salad Job Queue): /hc, /ping, /generate', () => {
   test('while still starting (orchestrator not reachable yet): /ping answers, /hc and /generate say 503; SIGTERM then exits 0', async () => {
     const port = await freePort();
     const base = `http://127.0.0.1:${port}`;
-    const worker = startWorkerProcess(lane.env({ WORKER_MODE: 'queue', QUEUE_PORT: String(port), ORCHESTRATOR_BASE_URL: 'http://127.0.0.1:9' }));
+    const worker = startWorkerProcess(lane.env({ WORKER_MODE: 'queue', WORKER_PORT: String(port), ORCHESTRATOR_BASE_URL: 'http://127.0.0.1:9' }));
     await worker.waitFor(/registration failed; retrying/);
     assert.equal((await http.get(`${base}/ping`)).status, 200);
     const hc = await http.get(`${base}/hc`);
@@ -65,7 +65,7 @@ describe('queue mode (Salad Job Queue): /hc, /ping, /generate', () => {
   test('malformed envelopes get a 4xx naming the problem; a stale lease gets 409 and changes nothing', async () => {
     const port = await freePort();
     const base = `http://127.0.0.1:${port}`;
-    const worker = await lane.worker({ WORKER_MODE: 'queue', QUEUE_PORT: String(port), TEST_JOB_MS: '50' });
+    const worker = await lane.worker({ WORKER_MODE: 'queue', WORKER_PORT: String(port), TEST_JOB_MS: '50' });
     const missing = await http.post(`${base}/generate`, { kind: 'lipsync', input: {}, attempt: 1 });
     assert.equal(missing.status, 400);
     const fields = missing.data.error.fields.map((f: { field: string }) => f.field).sort();

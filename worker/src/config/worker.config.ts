@@ -77,8 +77,8 @@ export class WorkerEnv {
   @IsOptional() @Matches(/^([1-9]|[1-5][0-9]|6[0-4])$/, { message: 'WORKER_SLOTS must be a whole number from 1 to 64' }) WORKER_SLOTS?: string;
   /** Comma-separated job kinds to take; default every kind this build has a pipeline for. */
   @IsOptional() @Matches(new RegExp(`^(${JOB_KIND_NAMES.map((k) => k.replace('.', '\\.')).join('|')})(,(${JOB_KIND_NAMES.map((k) => k.replace('.', '\\.')).join('|')}))*$`), { message: `WORKER_KINDS must be a comma-separated list of ${JOB_KIND_NAMES.join(', ')}` }) WORKER_KINDS?: string;
-  /** Queue mode's HTTP port (Salad's sidecar forwards to 8000). */
-  @IsOptional() @Matches(/^\d{1,5}$/, { message: 'QUEUE_PORT must be a port number' }) QUEUE_PORT?: string;
+  /** The worker's HTTP port: /hc and /ping, and /generate in queue mode (Salad's sidecar forwards to 8000); 0 picks a free one. */
+  @IsOptional() @Matches(/^(0|[1-9]\d{0,3}|[1-5]\d{4}|6[0-4]\d{3}|65[0-4]\d{2}|655[0-2]\d|6553[0-5])$/, { message: 'WORKER_PORT must be a port number (0-65535)' }) WORKER_PORT?: string;
   /** Seconds a SIGTERM waits for the running job before releasing it (default 20). */
   @IsOptional() @IsNumberString({}, { message: `SHUTDOWN_GRACE_SEC ${NUMBER_HINT}` }) SHUTDOWN_GRACE_SEC?: string;
   @IsOptional() SCRATCH_DIR?: string;
@@ -118,7 +118,7 @@ export interface WorkerConfig {
   slots: number;
   /** Undefined: every kind the build has a pipeline for. */
   kinds?: JobKind[];
-  queuePort: number;
+  port: number;
   shutdownGraceMs: number;
   scratchDir: string;
   logLevel: LogLevel;
@@ -181,7 +181,7 @@ export function loadWorkerConfig(env: NodeJS.ProcessEnv, cwd = process.cwd()): W
     hourlyCost: num(e.GPU_HOURLY_COST),
     slots: Number(e.WORKER_SLOTS ?? 1),
     kinds: e.WORKER_KINDS ? ([...new Set(e.WORKER_KINDS.split(','))] as JobKind[]) : undefined,
-    queuePort: Number(e.QUEUE_PORT ?? 8000),
+    port: Number(e.WORKER_PORT ?? 8000),
     shutdownGraceMs: (num(e.SHUTDOWN_GRACE_SEC) ?? 20) * 1000,
     scratchDir: dir(e.SCRATCH_DIR, os.tmpdir()),
     logLevel: (e.LOG_LEVEL as LogLevel | undefined) ?? 'info',
@@ -195,7 +195,7 @@ export const WORKER_ENV_NAMES = [
   'S3_ENDPOINT', 'S3_REGION', 'S3_BUCKET', 'S3_ACCESS_KEY_ID', 'S3_SECRET_ACCESS_KEY', 'LOCAL_STORAGE_DIR',
   'MODEL_DIR', 'MODEL_SYNC_ENABLED', 'MODEL_SYNC_DRIVER', 'MODEL_SYNC_BUCKET', 'MODEL_SYNC_KEY_ID', 'MODEL_SYNC_APP_KEY',
   'MODEL_SYNC_ENDPOINT', 'MODEL_SYNC_REGION', 'MODEL_SYNC_PREFIX', 'MODEL_SYNC_SOURCES', 'REQUIRE_REAL_MODELS', 'EXECUTION_PROVIDER',
-  'WORKER_PROVIDER', 'GPU_HOURLY_COST', 'WORKER_SLOTS', 'WORKER_KINDS', 'QUEUE_PORT', 'SHUTDOWN_GRACE_SEC', 'SCRATCH_DIR', 'LOG_LEVEL',
+  'WORKER_PROVIDER', 'GPU_HOURLY_COST', 'WORKER_SLOTS', 'WORKER_KINDS', 'WORKER_PORT', 'SHUTDOWN_GRACE_SEC', 'SCRATCH_DIR', 'LOG_LEVEL',
 ] as const;
 
 interface StorageFields {

@@ -26,7 +26,7 @@ export interface Registration {
 /**
  * The worker process's state: start-up in the order operators read it in the log (config, storage,
  * models, registration, ready), the jobs it runs, the heartbeat thread's news about them, and a
- * graceful stop. The two modes (buffer-loop.ts, queue-server.ts) drive jobs through `execute`.
+ * graceful stop. The two modes (buffer-loop.ts, and queue mode's /generate in http-server.ts) drive jobs through `execute`.
  */
 export class FleetWorker {
   readonly client: WorkerClient;

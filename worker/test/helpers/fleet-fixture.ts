@@ -25,7 +25,7 @@ export class Lane {
     return {
       WORKER_MODE: 'buffer', ORCHESTRATOR_BASE_URL: this.orchestratorUrl(), INTERNAL_API_KEY: INTERNAL_KEY,
       GPU_CLASS: this.gpuClass, GPU_VRAM_GB: '24', STORAGE_DRIVER: 'local', LOCAL_STORAGE_DIR: this.storageDir,
-      MODEL_DIR: this.modelDir, WORKER_PROVIDER: 'local', EXECUTION_PROVIDER: 'cpu', ...extra,
+      MODEL_DIR: this.modelDir, WORKER_PROVIDER: 'local', EXECUTION_PROVIDER: 'cpu', WORKER_PORT: '0', ...extra,
     };
   }
 

@@ -7,13 +7,14 @@ import { errorMessage } from './logger';
 const MAX_BODY_BYTES = 1024 * 1024;
 
 /**
- * Queue mode (Salad Job Queue): the sidecar forwards each job to `POST /generate` and stores the
- * answer as the job's output. `/hc` is healthy only once models are loaded and the worker is
- * registered; `/ping` answers whenever the process is up. Status codes tell Salad whether a retry
- * is worth it: 4xx never (a malformed envelope, a stale attempt), 503/502 yes (busy, not ready,
- * the orchestrator unreachable).
+ * The worker's HTTP server (port 8000 by default), in both modes: `/hc` is healthy only once models
+ * are loaded and the worker is registered, `/ping` answers whenever the process is up (container
+ * health checks use them). In queue mode (Salad Job Queue) the sidecar also forwards each job to
+ * `POST /generate` and stores the answer as the job's output. Status codes tell Salad whether a
+ * retry is worth it: 4xx never (a malformed envelope, a stale attempt), 503/502 yes (busy, not
+ * ready, the orchestrator unreachable).
  */
-export function startQueueServer(worker: FleetWorker, port: number, host = '0.0.0.0'): Promise<http.Server> {
+export function startWorkerServer(worker: FleetWorker, port: number, host = '0.0.0.0'): Promise<http.Server> {
   const server = http.createServer((req, res) => {
     void route(worker, req, res).catch((error: unknown) => {
       worker.log.error('queue request failed', { reason: errorMessage(error) });
@@ -34,7 +35,10 @@ async function route(worker: FleetWorker, req: http.IncomingMessage, res: http.S
     const healthy = worker.ready && !worker.stopRequested;
     return send(res, healthy ? 200 : 503, { status: healthy ? 'ready' : worker.stopRequested ? 'stopping' : 'loading' });
   }
-  if (url === '/generate' && req.method === 'POST') return generate(worker, req, res);
+  if (url === '/generate' && req.method === 'POST') {
+    if (worker.config.mode !== 'queue') return send(res, 409, problem('wrong_mode', 'this worker runs in buffer mode: it claims its jobs itself'));
+    return generate(worker, req, res);
+  }
   if (url === '/generate' || url === '/hc' || url === '/ping') return send(res, 405, problem('method_not_allowed', `${req.method} is not allowed on ${url}`));
   return send(res, 404, problem('not_found', `no route ${req.method} ${url}`));
 }
