@@ -1,6 +1,6 @@
 // `npm start`: the fleet on this machine. Starts the orchestrator on an embedded PostgreSQL (unless
-// DATABASE_URL is set) with local keys, and prints where everything is. The local GPU worker and a
-// demo job join here once the worker runtime lands (issues 3 and 4).
+// DATABASE_URL is set) with local keys, and prints where everything is. A local worker and a demo
+// job join here once the worker has pipelines to run (the MuseTalk pipelines).
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';

@@ -94,5 +94,12 @@ describe('queue mode (Salad Job Queue): /hc, /ping, /generate', () => {
     assert.equal(badInput.data.status, 'failed');
     assert.equal(badInput.data.error.code, 'invalid_input');
     assert.equal((await suite.fleet.getJob(id)).state, 'failed');
+
+    // Drained, the worker turns envelopes away with a retryable 503, so Salad sends them elsewhere.
+    await suite.fleet.commandWorker(workerIdOf(worker), 'drain');
+    await worker.waitFor(/drain command/);
+    const drained = await http.post(`${base}/generate`, { jobId: claimed.id, kind: claimed.kind, input: claimed.input, attempt: claimed.attempt, leaseToken: claimed.leaseToken });
+    assert.equal(drained.status, 503);
+    assert.match(drained.data.error.message, /draining/);
   });
 });

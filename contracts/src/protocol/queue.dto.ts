@@ -1,4 +1,4 @@
-import { IsIn, IsInt, IsObject, IsUUID, Min } from 'class-validator';
+import { IsIn, IsInt, IsObject, IsOptional, IsUUID, Max, Min } from 'class-validator';
 import { JOB_KIND_NAMES, type JobKind } from '../jobs/job-kinds';
 import type { JobFailure } from './worker.dto';
 
@@ -12,6 +12,8 @@ export class QueueJobEnvelope {
   @IsObject() input!: Record<string, unknown>;
   @IsInt() @Min(1) attempt!: number;
   @IsUUID() leaseToken!: string;
+  /** The attempt's execution time-out; the kind's policy when absent. */
+  @IsOptional() @IsInt() @Min(1) @Max(86_400) timeoutSec?: number;
 }
 
 /** The `/generate` answer; Salad stores it as the job's output. */

@@ -2,7 +2,7 @@ import os from 'node:os';
 import path from 'node:path';
 import 'reflect-metadata';
 import { plainToInstance } from 'class-transformer';
-import { IsBooleanString, IsIn, IsNumberString, IsOptional, Matches, ValidateIf, validateSync } from 'class-validator';
+import { IsIn, IsNumberString, IsOptional, Matches, ValidateIf, validateSync } from 'class-validator';
 import { JOB_KIND_NAMES, PROVIDERS, WORKER_ID_PATTERN, type JobKind, type Provider, type WorkerMode } from '@avatar-fleet/contracts';
 import type { StorageSettings } from '../storage/storage';
 import type { LogLevel } from '../runtime/logger';
@@ -28,7 +28,7 @@ export class WorkerEnv {
   @IsOptional() @Matches(/^.{1,64}$/, { message: 'GPU_CLASS must be 1-64 characters' }) GPU_CLASS?: string;
   /** Legacy spelling of GPU_CLASS. */
   @IsOptional() @Matches(/^.{1,64}$/, { message: 'GPU_CLASS_NAME must be 1-64 characters' }) GPU_CLASS_NAME?: string;
-  /** VRAM to declare when nvidia-smi cannot tell (CPU machines, tests). */
+  /** VRAM to declare, in GB; overrides what nvidia-smi reports (set it on CPU machines, where there is none). */
   @IsOptional() @IsNumberString({}, { message: `GPU_VRAM_GB ${NUMBER_HINT}` }) GPU_VRAM_GB?: string;
   @Matches(HTTP_URL, { message: `ORCHESTRATOR_BASE_URL is required and ${URL_HINT}` }) ORCHESTRATOR_BASE_URL!: string;
   @Matches(NO_SPACE, { message: `INTERNAL_API_KEY is required and ${SPACE_HINT}` }) INTERNAL_API_KEY!: string;
@@ -53,7 +53,7 @@ export class WorkerEnv {
 
   /** Where models live (default .data/models; /app/models in the image). */
   @IsOptional() MODEL_DIR?: string;
-  @IsOptional() @IsBooleanString({ message: `MODEL_SYNC_ENABLED ${BOOL_HINT}` }) MODEL_SYNC_ENABLED?: string;
+  @IsOptional() @IsIn(['true', 'false'], { message: `MODEL_SYNC_ENABLED ${BOOL_HINT}` }) MODEL_SYNC_ENABLED?: string;
   /** b2 | s3 | local: the private models bucket's kind (default b2). */
   @ValidateIf(needs(['MODEL_SYNC_DRIVER'])) @IsIn(['b2', 's3', 'local'], { message: 'MODEL_SYNC_DRIVER must be b2, s3 or local' }) MODEL_SYNC_DRIVER?: string;
   @ValidateIf((e: WorkerEnv) => e.syncEnabled()) @Matches(/^[A-Za-z0-9.\-_/]{1,255}$/, { message: 'MODEL_SYNC_BUCKET is required when MODEL_SYNC_ENABLED=true (a bucket name, or a folder for the local driver)' }) MODEL_SYNC_BUCKET?: string;
@@ -65,8 +65,8 @@ export class WorkerEnv {
   @IsOptional() @Matches(/^[A-Za-z0-9._\-/]{0,255}$/, { message: 'MODEL_SYNC_PREFIX must be a key prefix (letters, digits, . _ - /)' }) MODEL_SYNC_PREFIX?: string;
   /** Comma-separated folders under the prefix, e.g. musetalk,blazeface. */
   @ValidateIf((e: WorkerEnv) => e.syncEnabled()) @Matches(/^[A-Za-z0-9._-]+(,[A-Za-z0-9._-]+)*$/, { message: 'MODEL_SYNC_SOURCES is required when MODEL_SYNC_ENABLED=true: comma-separated folder names, no spaces' }) MODEL_SYNC_SOURCES?: string;
-  /** Refuse to start on a missing model or a dev model set. */
-  @IsOptional() @IsBooleanString({ message: `REQUIRE_REAL_MODELS ${BOOL_HINT}` }) REQUIRE_REAL_MODELS?: string;
+  /** Refuse to start on a dev model set (a missing model file is refused either way). */
+  @IsOptional() @IsIn(['true', 'false'], { message: `REQUIRE_REAL_MODELS ${BOOL_HINT}` }) REQUIRE_REAL_MODELS?: string;
   /** auto (CUDA when it loads, else CPU) | cuda | cpu. */
   @IsOptional() @IsIn(['auto', 'cuda', 'cpu'], { message: 'EXECUTION_PROVIDER must be auto, cuda or cpu' }) EXECUTION_PROVIDER?: string;
 

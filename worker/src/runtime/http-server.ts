@@ -51,13 +51,16 @@ async function generate(worker: FleetWorker, req: http.IncomingMessage, res: htt
     return send(res, 400, { error: { code: 'validation_failed', message: 'malformed job envelope', fields: checked.fields } });
   }
   const envelope = checked.value;
-  if (!worker.ready || worker.stopRequested) return send(res, 503, problem('not_ready', worker.stopRequested ? 'the worker is stopping' : 'models are still loading'));
+  if (!worker.ready || worker.stopRequested || worker.draining) {
+    const why = worker.stopRequested ? 'the worker is stopping' : worker.draining ? 'the worker is draining' : 'models are still loading';
+    return send(res, 503, problem('not_ready', why));
+  }
   if (worker.running.size >= worker.config.slots) return send(res, 503, problem('busy', 'every slot of this worker is running a job'));
   if (worker.running.has(envelope.jobId)) return send(res, 409, problem('duplicate', `job ${envelope.jobId} is already running here`));
 
   const running = new RunningJob({
     id: envelope.jobId, kind: envelope.kind, input: envelope.input, attempt: envelope.attempt, leaseToken: envelope.leaseToken,
-    timeoutSec: JOB_KINDS[envelope.kind].policy.timeoutSec,
+    timeoutSec: envelope.timeoutSec ?? JOB_KINDS[envelope.kind].policy.timeoutSec,
   });
   // Salad hung up (its own time-out): stop work nobody will collect; the orchestrator requeues it.
   res.on('close', () => {
