@@ -1,0 +1,246 @@
+import { PassThrough, type Readable, type Writable } from 'node:stream';
+import ffmpeg from 'fluent-ffmpeg';
+
+/**
+ * The one place the worker talks to ffmpeg (through fluent-ffmpeg, unmaintained upstream since
+ * 2025: keep it behind this module). Frames move as raw rgb24 through pipes, never as files, and
+ * every command dies with the job's abort signal.
+ */
+
+/** A media problem a job reports as its failure. `retryable` only when another attempt may succeed. */
+export class MediaError extends Error {
+  constructor(
+    readonly code: 'media_unreadable' | 'no_audio' | 'no_video' | 'media_too_long' | 'ffmpeg_failed',
+    message: string,
+    readonly retryable = false,
+  ) {
+    super(message);
+    this.name = 'MediaError';
+  }
+}
+
+/** ffmpeg and ffprobe: FFMPEG_PATH / FFPROBE_PATH (the image's distro ffmpeg has NVENC), else the npm static builds. */
+export function binaries(): { ffmpeg: string; ffprobe: string } {
+  return {
+    ffmpeg: process.env.FFMPEG_PATH ?? (require('@ffmpeg-installer/ffmpeg') as { path: string }).path,
+    ffprobe: process.env.FFPROBE_PATH ?? (require('@ffprobe-installer/ffprobe') as { path: string }).path,
+  };
+}
+
+function command(input?: string | Readable): ffmpeg.FfmpegCommand {
+  const { ffmpeg: ffmpegPath, ffprobe } = binaries();
+  return ffmpeg(input as string).setFfmpegPath(ffmpegPath).setFfprobePath(ffprobe);
+}
+
+/** Kills `cmd` when `signal` aborts; returns the un-hook. */
+function killOnAbort(cmd: ffmpeg.FfmpegCommand, signal?: AbortSignal): () => void {
+  if (!signal) return () => undefined;
+  const kill = () => cmd.kill('SIGKILL');
+  // fluent-ffmpeg spawns asynchronously and kill() before the spawn is a no-op: kill on start too.
+  cmd.on('start', () => {
+    if (signal.aborted) kill();
+  });
+  if (signal.aborted) kill();
+  signal.addEventListener('abort', kill, { once: true });
+  return () => signal.removeEventListener('abort', kill);
+}
+
+/** ffmpeg's own last error line, without the banner. */
+function ffmpegReason(error: unknown, stderr?: string): string {
+  const lines = (stderr ?? '').split('\n').map((l) => l.trim()).filter(Boolean);
+  const last = lines.filter((l) => /error|invalid|no such|not found|could not|failed/i.test(l)).at(-1) ?? lines.at(-1);
+  return (last ?? (error instanceof Error ? error.message : String(error))).slice(0, 300);
+}
+
+export interface MediaInfo {
+  durationSec: number;
+  video?: { width: number; height: number; fps: number; codec: string };
+  audio?: { sampleRate: number; channels: number; codec: string };
+}
+
+function parseRate(rate: string | undefined): number {
+  if (!rate) return 0;
+  const [n, d] = rate.split('/').map(Number);
+  return d ? n! / d : n ?? 0;
+}
+
+export function probe(file: string): Promise<MediaInfo> {
+  return new Promise((resolve, reject) => {
+    command(file).ffprobe((error: unknown, data: ffmpeg.FfprobeData) => {
+      if (error) return reject(new MediaError('media_unreadable', `not a readable media file: ${ffmpegReason(error)}`));
+      const video = data.streams.find((s) => s.codec_type === 'video');
+      const audio = data.streams.find((s) => s.codec_type === 'audio');
+      resolve({
+        durationSec: Number(data.format.duration) || 0,
+        video: video && { width: video.width ?? 0, height: video.height ?? 0, fps: parseRate(video.avg_frame_rate) || parseRate(video.r_frame_rate), codec: video.codec_name ?? '' },
+        audio: audio && { sampleRate: Number(audio.sample_rate) || 0, channels: audio.channels ?? 0, codec: audio.codec_name ?? '' },
+      });
+    });
+  });
+}
+
+/** Decodes the first audio stream to mono float32 at `sampleRate` (16 kHz: Whisper's rate). */
+export async function decodeAudio(file: string, options: { sampleRate?: number; maxSeconds?: number; signal?: AbortSignal } = {}): Promise<Float32Array> {
+  const rate = options.sampleRate ?? 16_000;
+  const chunks: Buffer[] = [];
+  let bytes = 0;
+  const limit = options.maxSeconds !== undefined ? Math.ceil(options.maxSeconds * rate) * 4 : Infinity;
+  const cmd = command(file).noVideo().audioChannels(1).audioFrequency(rate).format('f32le');
+  await run(cmd, options.signal, UNREADABLE, (out) => {
+    out.on('data', (chunk: Buffer) => {
+      bytes += chunk.length;
+      if (bytes > limit) cmd.kill('SIGKILL');
+      else chunks.push(chunk);
+    });
+  }).catch((error: unknown) => {
+    if (bytes > limit) throw new MediaError('media_too_long', `audio is longer than ${options.maxSeconds} s`);
+    throw error;
+  });
+  if (bytes === 0) throw new MediaError('no_audio', 'the audio has no samples');
+  const all = Buffer.concat(chunks);
+  // A fresh, aligned copy: Float32Array needs a 4-byte aligned offset.
+  const samples = new Float32Array(all.length >> 2);
+  Buffer.from(samples.buffer).set(all.subarray(0, samples.length * 4));
+  return samples;
+}
+
+export interface FrameSource {
+  width: number;
+  height: number;
+  frames: AsyncIterable<Buffer>;
+}
+
+/**
+ * Streams the video's frames as rgb24 buffers of exactly width*height*3 bytes, resampled to `fps`
+ * and scaled to `width`x`height`. Backpressure reaches ffmpeg: it decodes only as fast as frames are taken.
+ */
+export async function* decodeFrames(
+  file: string,
+  options: { width: number; height: number; fps?: number; maxFrames?: number; signal?: AbortSignal },
+): AsyncGenerator<Buffer> {
+  const frameBytes = options.width * options.height * 3;
+  const filters = [...(options.fps ? [`fps=${options.fps}`] : []), `scale=${options.width}:${options.height}:flags=bicubic`];
+  const cmd = command(file).noAudio().videoFilters(filters).outputOptions(['-pix_fmt', 'rgb24']).format('rawvideo');
+  if (options.maxFrames) cmd.frames(options.maxFrames);
+  let stderr = '';
+  let failure: Error | undefined;
+  cmd.on('stderr', (line: string) => (stderr = `${stderr}\n${line}`.slice(-4000)));
+  const finished = new Promise<void>((resolve) => {
+    cmd.on('end', () => {
+      if (options.signal?.aborted) failure = options.signal.reason as Error;
+      resolve();
+    });
+    cmd.on('error', (error: unknown) => {
+      failure = options.signal?.aborted ? (options.signal.reason as Error) : new MediaError('media_unreadable', `decoding failed: ${ffmpegReason(error, stderr)}`);
+      resolve();
+    });
+  });
+  const unhook = killOnAbort(cmd, options.signal);
+  const out = cmd.pipe() as Readable;
+  let pending: Buffer | undefined;
+  try {
+    for await (const chunk of out as AsyncIterable<Buffer>) {
+      let data = pending ? Buffer.concat([pending, chunk]) : chunk;
+      while (data.length >= frameBytes) {
+        yield data.subarray(0, frameBytes);
+        data = data.subarray(frameBytes);
+      }
+      pending = data.length ? Buffer.from(data) : undefined;
+    }
+    await finished; // the output ended: wait for ffmpeg's verdict (a kill or a decode error)
+    if (failure) throw failure;
+  } finally {
+    unhook();
+    if (!out.destroyed) cmd.kill('SIGKILL');
+  }
+}
+
+/** Decodes a still image (or a video's first frame) to rgb24 at its own size. */
+export async function decodeImage(file: string, signal?: AbortSignal): Promise<{ rgb: Buffer; width: number; height: number }> {
+  const info = await probe(file);
+  if (!info.video) throw new MediaError('no_video', 'the source has no image or video stream');
+  const { width, height } = info.video;
+  for await (const frame of decodeFrames(file, { width, height, maxFrames: 1, signal })) return { rgb: Buffer.from(frame), width, height };
+  throw new MediaError('no_video', 'the source has no decodable frame');
+}
+
+export interface VideoEncoder {
+  /** Resolves when ffmpeg has taken the frame (backpressure). */
+  write(frame: Buffer): Promise<void>;
+  /** Closes the input and waits for the file to be complete. */
+  finish(): Promise<void>;
+}
+
+/**
+ * H.264 (yuv420p) from raw rgb24 frames written to ffmpeg's stdin, muxed with `audio` (AAC). The
+ * caller writes as many frames as the audio needs, so the streams end within one frame of each other.
+ */
+export function startEncoder(options: {
+  output: string;
+  width: number;
+  height: number;
+  fps: number;
+  audio?: string;
+  crf?: number;
+  codec?: 'libx264' | 'h264_nvenc';
+  signal?: AbortSignal;
+}): VideoEncoder {
+  const input = new PassThrough({ highWaterMark: options.width * options.height * 3 * 2 });
+  const cmd = command(input)
+    .inputFormat('rawvideo')
+    .inputOptions(['-pix_fmt', 'rgb24', '-s', `${options.width}x${options.height}`, '-r', String(options.fps)]);
+  if (options.audio) cmd.input(options.audio);
+  const codec = options.codec ?? 'libx264';
+  cmd.outputOptions([
+    '-map', '0:v:0', ...(options.audio ? ['-map', '1:a:0', '-c:a', 'aac', '-b:a', '128k'] : []),
+    '-c:v', codec, ...(codec === 'libx264' ? ['-preset', 'veryfast', '-crf', String(options.crf ?? 20)] : ['-cq', String(options.crf ?? 23)]),
+    '-pix_fmt', 'yuv420p', '-movflags', '+faststart',
+  ]);
+  const done = run(cmd.output(options.output), options.signal, ENCODER_FAILED);
+  done.catch(() => input.destroy());
+  return {
+    write(frame) {
+      if (input.write(frame)) return Promise.resolve();
+      return new Promise((resolve, reject) => {
+        const onDrain = () => { input.off('close', onClose); resolve(); };
+        const onClose = () => { input.off('drain', onDrain); reject(new MediaError('ffmpeg_failed', 'the encoder stopped taking frames', true)); };
+        input.once('drain', onDrain);
+        input.once('close', onClose);
+      });
+    },
+    async finish() {
+      input.end();
+      await done;
+    },
+  };
+}
+
+const UNREADABLE = { code: 'media_unreadable', retryable: false } as const;
+const ENCODER_FAILED = { code: 'ffmpeg_failed', retryable: true } as const;
+
+/** Runs a command to its end; rejects with ffmpeg's reason (or the abort's). `onOutput` gets the piped output stream. */
+function run(
+  cmd: ffmpeg.FfmpegCommand,
+  signal: AbortSignal | undefined,
+  failure: { code: MediaError['code']; retryable: boolean },
+  onOutput?: (out: Readable | Writable) => void,
+): Promise<void> {
+  return new Promise((resolve, reject) => {
+    let stderr = '';
+    const unhook = killOnAbort(cmd, signal);
+    cmd.on('stderr', (line: string) => (stderr = `${stderr}\n${line}`.slice(-4000)));
+    cmd.on('end', () => {
+      unhook();
+      // Finished before the kill landed: the abort still wins, the output is not wanted.
+      if (signal?.aborted) reject(signal.reason);
+      else resolve();
+    });
+    cmd.on('error', (error: unknown) => {
+      unhook();
+      if (signal?.aborted) reject(signal.reason);
+      else reject(new MediaError(failure.code, `ffmpeg failed: ${ffmpegReason(error, stderr)}`, failure.retryable));
+    });
+    if (onOutput) onOutput(cmd.pipe());
+    else cmd.run();
+  });
+}

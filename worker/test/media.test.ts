@@ -1,0 +1,84 @@
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { describe, test } from 'node:test';
+import { binaries, decodeAudio, decodeFrames, decodeImage, MediaError, probe, startEncoder } from '../src/media/ffmpeg';
+import { makeClip } from './helpers/media-fixtures';
+
+const dir = mkdtempSync(path.join(os.tmpdir(), 'media-'));
+
+describe('ffmpeg media module (real ffmpeg from npm)', () => {
+  test('probe, decoded frames and 16 kHz audio match the clip', async () => {
+    const clip = makeClip(dir, { seconds: 2 });
+    const info = await probe(clip);
+    assert.deepEqual(info.video && { w: info.video.width, h: info.video.height, fps: info.video.fps }, { w: 320, h: 240, fps: 25 });
+    assert.ok(Math.abs(info.durationSec - 2) < 0.1, `duration ${info.durationSec}`);
+    let frames = 0;
+    for await (const frame of decodeFrames(clip, { width: 160, height: 120, fps: 25 })) {
+      assert.equal(frame.length, 160 * 120 * 3);
+      frames++;
+    }
+    assert.equal(frames, 50);
+    const audio = await decodeAudio(clip);
+    assert.ok(Math.abs(audio.length - 32_000) < 1_100, `${audio.length} samples`);
+    const peak = audio.reduce((m, v) => Math.max(m, Math.abs(v)), 0);
+    assert.ok(peak > 0.05 && peak <= 1, `a real tone, peak ${peak}`);
+  });
+
+  test('frames written to the encoder with the audio make an mp4 whose streams last as long as the audio', async () => {
+    const audio = makeClip(dir, { seconds: 1.2, video: false });
+    const output = path.join(dir, 'out.mp4');
+    const encoder = startEncoder({ output, width: 128, height: 96, fps: 25, audio });
+    const frame = Buffer.alloc(128 * 96 * 3);
+    for (let i = 0; i < 30; i++) {
+      frame.fill(i * 8);
+      await encoder.write(frame);
+    }
+    await encoder.finish();
+    const info = await probe(output);
+    assert.equal(info.video?.codec, 'h264');
+    assert.equal(info.audio?.codec, 'aac');
+    assert.ok(Math.abs(info.durationSec - 1.2) <= 0.08, `mp4 lasts ${info.durationSec} s for 1.2 s of audio`);
+  });
+
+  test('a still image decodes to one frame at its own size', async () => {
+    const still = path.join(dir, 'still.png');
+    execFileSync(binaries().ffmpeg, ['-y', '-loglevel', 'error', '-f', 'lavfi', '-i', 'testsrc2=size=200x150:duration=0.04', '-frames:v', '1', still]);
+    const image = await decodeImage(still);
+    assert.deepEqual([image.width, image.height, image.rgb.length], [200, 150, 200 * 150 * 3]);
+  });
+
+  test('bad media: not media, no audio, too long', async () => {
+    const junk = path.join(dir, 'junk.mp4');
+    writeFileSync(junk, 'this is not a video');
+    await assert.rejects(probe(junk), (e: unknown) => e instanceof MediaError && e.code === 'media_unreadable' && !e.retryable);
+    await assert.rejects(decodeAudio(junk), (e: unknown) => e instanceof MediaError && e.code === 'media_unreadable');
+    const silent = makeClip(dir, { seconds: 1, audio: false, name: 'silent.mp4' });
+    await assert.rejects(decodeAudio(silent), (e: unknown) => e instanceof MediaError && (e.code === 'no_audio' || e.code === 'media_unreadable'));
+    const long = makeClip(dir, { seconds: 3, video: false, name: 'long.wav' });
+    await assert.rejects(decodeAudio(long, { maxSeconds: 1 }), (e: unknown) => e instanceof MediaError && e.code === 'media_too_long');
+  });
+
+  test('an abort kills ffmpeg mid-decode and mid-encode within a second', async () => {
+    const clip = makeClip(dir, { seconds: 20, width: 640, height: 360, name: 'long.mp4' });
+    const stop = new AbortController();
+    let frames = 0;
+    const started = Date.now();
+    await assert.rejects((async () => {
+      for await (const _frame of decodeFrames(clip, { width: 640, height: 360, signal: stop.signal })) {
+        if (++frames === 5) stop.abort(new Error('job cancelled'));
+      }
+    })(), /job cancelled/);
+    assert.ok(Date.now() - started < 5_000);
+
+    const encodeStop = new AbortController();
+    const encoder = startEncoder({ output: path.join(dir, 'aborted.mp4'), width: 640, height: 360, fps: 25, signal: encodeStop.signal });
+    await encoder.write(Buffer.alloc(640 * 360 * 3));
+    const abortedAt = Date.now();
+    encodeStop.abort(new Error('lease lost'));
+    await assert.rejects(encoder.finish(), /lease lost/);
+    assert.ok(Date.now() - abortedAt < 1_000, `encoder gone in ${Date.now() - abortedAt} ms`);
+  });
+});
