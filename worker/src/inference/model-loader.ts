@@ -1,4 +1,5 @@
 import { existsSync, readFileSync } from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import * as ort from 'onnxruntime-node';
 import type { Logger } from '../runtime/logger';
@@ -19,6 +20,8 @@ export interface ModelLoaderOptions {
   executionProvider: ExecutionProviderChoice;
   requireRealModels: boolean;
   log: Logger;
+  /** Intra-op threads per session on the CPU provider (default: every core but one). */
+  threads?: number;
 }
 
 /**
@@ -76,7 +79,13 @@ export class ModelLoader {
   }
 
   private async open(file: string): Promise<ort.InferenceSession> {
-    const base: ort.InferenceSession.SessionOptions = { graphOptimizationLevel: 'all' };
+    // One core is left to ffmpeg and the JavaScript stages that run beside inference; sessions run
+    // one at a time per job, so they share the rest rather than fight over it.
+    const base: ort.InferenceSession.SessionOptions = {
+      graphOptimizationLevel: 'all',
+      intraOpNumThreads: this.options.threads ?? Math.max(1, os.availableParallelism() - 1),
+      interOpNumThreads: 1,
+    };
     if (this.chosen) return ort.InferenceSession.create(file, { ...base, executionProviders: [this.chosen] });
     if (this.options.executionProvider !== 'cpu') {
       try {
