@@ -5,6 +5,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { describe, test } from 'node:test';
 import { binaries, decodeAudio, decodeFrames, decodeImage, MediaError, probe, startEncoder } from '../src/media/ffmpeg';
+import { reversedFrames } from '../src/media/ping-pong';
 import { makeClip } from './helpers/media-fixtures';
 
 const dir = mkdtempSync(path.join(os.tmpdir(), 'media-'));
@@ -41,6 +42,16 @@ describe('ffmpeg media module (real ffmpeg from npm)', () => {
     assert.equal(info.video?.codec, 'h264');
     assert.equal(info.audio?.codec, 'aac');
     assert.ok(Math.abs(info.durationSec - 1.2) <= 0.08, `mp4 lasts ${info.durationSec} s for 1.2 s of audio`);
+  });
+
+  test('frames come back in reverse order, segment by segment, exactly', async () => {
+    const output = path.join(dir, 'numbered.mp4');
+    const encoder = startEncoder({ output, width: 64, height: 64, fps: 25, crf: 0 });
+    for (let i = 0; i < 60; i++) await encoder.write(Buffer.alloc(64 * 64 * 3, i * 4));
+    await encoder.finish();
+    const seen: number[] = [];
+    for await (const frame of reversedFrames(output, { width: 64, height: 64, fps: 25, frameCount: 60, segment: 25 })) seen.push(Math.round(frame[64 * 32 * 3 + 96]! / 4));
+    assert.deepEqual(seen, Array.from({ length: 60 }, (_, i) => 59 - i));
   });
 
   test('a still image decodes to one frame at its own size', async () => {

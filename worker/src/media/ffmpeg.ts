@@ -116,12 +116,14 @@ export interface FrameSource {
  */
 export async function* decodeFrames(
   file: string,
-  options: { width: number; height: number; fps?: number; maxFrames?: number; signal?: AbortSignal },
+  options: { width: number; height: number; fps?: number; maxFrames?: number; startSec?: number; signal?: AbortSignal },
 ): AsyncGenerator<Buffer> {
   const frameBytes = options.width * options.height * 3;
   const filters = [...(options.fps ? [`fps=${options.fps}`] : []), `scale=${options.width}:${options.height}:flags=bicubic`];
   const cmd = command(file).noAudio().videoFilters(filters).outputOptions(['-pix_fmt', 'rgb24']).format('rawvideo');
   if (options.maxFrames) cmd.frames(options.maxFrames);
+  // Input seeking: ffmpeg decodes from the keyframe before and drops frames up to the time, so it is exact.
+  if (options.startSec) cmd.inputOptions(['-ss', options.startSec.toFixed(6)]);
   let stderr = '';
   let failure: Error | undefined;
   cmd.on('stderr', (line: string) => (stderr = `${stderr}\n${line}`.slice(-4000)));
