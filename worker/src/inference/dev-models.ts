@@ -66,7 +66,12 @@ export interface DevModelMetadata {
   batchSizes: Record<string, number | null>;
   dev: true;
   generator: 'avatar-fleet models:dev';
-  version: number;
+  /**
+   * Identifies the weights (`dev<generatorVersion>-<sha256 of the four .onnx files>`), so anything
+   * cached from one set (e.g. avatar latents) is rebuilt when the seed, precision or graphs change.
+   */
+  version: string;
+  generatorVersion: number;
   seed: number;
   vaeScalingFactor: number;
   /** Per file: inputs and outputs by name, with dtype and shape (strings are dynamic dims). */
@@ -258,7 +263,10 @@ function buildVaeDecoder(b: GraphBuilder, rng: Rng, batch: Dim): void {
     kernel_shape: attr.ints([3, 3]),
     pads: attr.ints([1, 1, 1, 1]),
   });
-  b.floatOutput(b.op('Tanh', [y]), 'image', [batch, 3, 256, 256]);
+  // onnxruntime's CPU Tanh (MLAS approximation) overshoots ±1 by one ulp for large inputs; the Clip
+  // makes the [-1, 1] contract exact.
+  const clipped = b.op('Clip', [b.op('Tanh', [y]), konst(b, 'vae.decoder.min', -1), konst(b, 'vae.decoder.max', 1)]);
+  b.floatOutput(clipped, 'image', [batch, 3, 256, 256]);
 }
 
 /** Whisper encoder: input_features [B,80,3000] → hidden_states [B,1500,5,384] via one stride-2 Conv1d. */
@@ -309,6 +317,7 @@ export async function writeDevModelSet(dir: string, options: DevModelSetOptions 
   const models: DevModelMetadata['models'] = {};
   const batchSizes: Record<string, number | null> = {};
   const files: DevModelFile[] = [];
+  const weightsHash = createHash('sha256');
   for (const g of GRAPHS) {
     const b = new GraphBuilder(fp16);
     // One stream per graph (seed mixed with a salt), so changing one graph leaves the others' weights alone.
@@ -317,6 +326,7 @@ export async function writeDevModelSet(dir: string, options: DevModelSetOptions 
     g.build(b, rng, isWhisper ? 'batch' : batch);
     const bytes = b.encode(g.graph, g.doc, { dev: 'true', precision, seed: String(seed), generator: DEV_GENERATOR, version: String(DEV_MODEL_VERSION) });
     files.push(await writeAtomically(dir, g.file, bytes));
+    weightsHash.update(bytes);
     models[g.file] = b.io;
     batchSizes[g.file] = isWhisper ? null : batchSize;
   }
@@ -329,7 +339,8 @@ export async function writeDevModelSet(dir: string, options: DevModelSetOptions 
     batchSizes,
     dev: true,
     generator: DEV_GENERATOR,
-    version: DEV_MODEL_VERSION,
+    version: `dev${DEV_MODEL_VERSION}-${weightsHash.digest('hex').slice(0, 16)}`,
+    generatorVersion: DEV_MODEL_VERSION,
     seed,
     vaeScalingFactor: VAE_SCALING_FACTOR,
     models,

@@ -78,6 +78,14 @@ export class ModelLoader {
     return session;
   }
 
+  /** A model shipped inside the worker package (not synced into MODEL_DIR), such as BlazeFace. */
+  async bundledSession(file: string, label: string): Promise<ort.InferenceSession> {
+    if (!existsSync(file)) throw new ModelError(`bundled model ${label} is missing from the worker package (${file})`);
+    const session = await this.open(file);
+    this.opened.push(label);
+    return session;
+  }
+
   private async open(file: string): Promise<ort.InferenceSession> {
     // One core is left to ffmpeg and the JavaScript stages that run beside inference; sessions run
     // one at a time per job, so they share the rest rather than fight over it.

@@ -1,5 +1,6 @@
 import { endianness } from 'node:os';
 import { onnx } from 'onnx-proto';
+import { toHalfArray } from './float16';
 
 /**
  * Small typed helpers to write ONNX models with `onnx-proto` (protobufjs static classes for ONNX
@@ -58,7 +59,7 @@ function checkSize(name: string, length: number, dims: readonly number[]): void 
 /** A float initializer, stored as float32 or converted to float16 (round to nearest even). */
 export function floatInitializer(name: string, values: Float32Array, dims: readonly number[], dtype: 'float32' | 'float16' = 'float32'): onnx.ITensorProto {
   checkSize(name, values.length, dims);
-  const payload = dtype === 'float16' ? float32ToFloat16Bits(values) : values;
+  const payload = dtype === 'float16' ? toHalfArray(values) : values;
   return { name, dims: [...dims], dataType: DATA_TYPE[dtype], rawData: littleEndianBytes(payload) };
 }
 
@@ -146,59 +147,4 @@ export function encodeModel(spec: ModelSpec): Buffer {
   });
   const bytes = onnx.ModelProto.encode(model).finish();
   return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-}
-
-// float32 <-> float16 (IEEE binary16) bit conversion. Node 20 has no Float16Array, and onnxruntime-node
-// then carries float16 tensors as Uint16Array bit patterns, so callers use these for fp16 I/O too.
-const f32 = new Float32Array(1);
-const u32 = new Uint32Array(f32.buffer);
-
-/** One float's binary16 bits, rounding to nearest even; overflow gives ±Infinity, NaN stays NaN. */
-export function toFloat16Bits(value: number): number {
-  f32[0] = value;
-  const x = u32[0]!;
-  const sign = (x >>> 16) & 0x8000;
-  const exp = (x >>> 23) & 0xff;
-  let mant = x & 0x7fffff;
-  if (exp === 0xff) return sign | 0x7c00 | (mant !== 0 ? 0x200 : 0);
-  const e = exp - 127 + 15;
-  if (e >= 0x1f) return sign | 0x7c00;
-  if (e <= 0) {
-    // Subnormal half (or zero): shift the mantissa with its implicit bit into place, rounding.
-    if (e < -10) return sign;
-    mant |= 0x800000;
-    const shift = 14 - e;
-    const half = 1 << (shift - 1);
-    const rest = mant & ((1 << shift) - 1);
-    let bits = mant >>> shift;
-    if (rest > half || (rest === half && (bits & 1) === 1)) bits += 1;
-    return sign | bits;
-  }
-  let bits = (e << 10) | (mant >>> 13);
-  const rest = mant & 0x1fff;
-  // A carry out of the mantissa correctly bumps the exponent (up to Infinity).
-  if (rest > 0x1000 || (rest === 0x1000 && (bits & 1) === 1)) bits += 1;
-  return sign | bits;
-}
-
-/** binary16 bits to a number (exact). */
-export function fromFloat16Bits(bits: number): number {
-  const sign = bits & 0x8000 ? -1 : 1;
-  const exp = (bits >>> 10) & 0x1f;
-  const mant = bits & 0x3ff;
-  if (exp === 0) return sign * mant * 2 ** -24;
-  if (exp === 0x1f) return mant !== 0 ? NaN : sign * Infinity;
-  return sign * (1 + mant / 1024) * 2 ** (exp - 15);
-}
-
-export function float32ToFloat16Bits(values: ArrayLike<number>): Uint16Array {
-  const out = new Uint16Array(values.length);
-  for (let i = 0; i < values.length; i++) out[i] = toFloat16Bits(values[i]!);
-  return out;
-}
-
-export function float16BitsToFloat32(bits: ArrayLike<number>): Float32Array {
-  const out = new Float32Array(bits.length);
-  for (let i = 0; i < bits.length; i++) out[i] = fromFloat16Bits(bits[i]!);
-  return out;
 }
