@@ -7,7 +7,7 @@ import { PipelineError } from '../src/pipelines/pipeline';
 import {
   LATENT_SIZE, MASK_SIZE, loopLength, readBundleData, readManifest, sameParams, sourceFrame, writeBundle,
 } from '../src/pipelines/avatar-prepare/bundle';
-import { cropResize, featheredMask, fromNchw, pasteFace, toNchw } from '../src/pipelines/shared/frames';
+import { featheredMask, fromNchw, pasteFace, toNchw } from '../src/pipelines/shared/frames';
 import { createStorage } from '../src/storage/create-storage';
 
 function gradient(w: number, h: number): Uint8Array {
@@ -17,17 +17,6 @@ function gradient(w: number, h: number): Uint8Array {
 }
 
 describe('frame pixels', () => {
-  test('a crop the size of its output copies pixels exactly; a crop past the edge repeats the edge', () => {
-    const rgb = gradient(64, 48);
-    const out = cropResize(rgb, 64, 48, { x: 10, y: 5, size: 32 }, 32);
-    assert.deepEqual([...out.subarray(0, 3)], [10, 5, 15]);
-    assert.deepEqual([...out.subarray((31 * 32 + 31) * 3, (31 * 32 + 31) * 3 + 3)], [41, 36, 77]);
-    const edge = cropResize(rgb, 64, 48, { x: -16, y: -16, size: 16 }, 8);
-    assert.ok(edge.every((v, i) => v === [0, 0, 0][i % 3]), 'all of it is the corner pixel');
-    const half = cropResize(rgb, 64, 48, { x: 0, y: 0, size: 32 }, 16);
-    assert.ok(Math.abs(half[(0 * 16 + 4) * 3]! - 8.5) <= 1, 'downscale samples between source pixels');
-  });
-
   test('NCHW in [-1, 1] and back is lossless to within a level; the masked variant zeroes the lower half', () => {
     const rgb = gradient(16, 16).subarray(0, 16 * 16 * 3);
     const t = new Float32Array(3 * 256 * 2);
@@ -80,7 +69,7 @@ describe('avatar bundle', () => {
     const latents = Float32Array.from({ length: 3 * LATENT_SIZE }, (_, i) => i / 7);
     const masks = Uint8Array.from({ length: 3 * MASK_SIZE }, (_, i) => i % 251);
     assert.equal(await readManifest(storage, 'ava-1', dir), undefined, 'no bundle yet');
-    await writeBundle(storage, dir, { avatarId: 'ava-1', params, frameCount: 3, width: 640, height: 360, boxes: [[1, 2, 200], [2, 2, 200], [3, 2, 200]] }, { latents, masks }, frames);
+    await writeBundle(storage, dir, { avatarId: 'ava-1', source: 'uploads/face.mp4', params, frameCount: 3, width: 640, height: 360, boxes: [[1, 2, 200], [2, 2, 200], [3, 2, 200]] }, { latents, masks }, frames);
     const manifest = (await readManifest(storage, 'ava-1', dir))!;
     assert.equal(manifest.frameCount, 3);
     assert.ok(sameParams(manifest.params, params));

@@ -185,6 +185,8 @@ export function startEncoder(options: {
   audio?: string;
   crf?: number;
   codec?: 'libx264' | 'h264_nvenc';
+  /** Scales the output to this height (width follows, kept even). */
+  outputHeight?: number;
   signal?: AbortSignal;
 }): VideoEncoder {
   const input = new PassThrough({ highWaterMark: options.width * options.height * 3 * 2 });
@@ -198,6 +200,7 @@ export function startEncoder(options: {
     '-c:v', codec, ...(codec === 'libx264' ? ['-preset', 'veryfast', '-crf', String(options.crf ?? 20)] : ['-cq', String(options.crf ?? 23)]),
     '-pix_fmt', 'yuv420p', '-movflags', '+faststart',
   ]);
+  if (options.outputHeight) cmd.videoFilters(`scale=-2:${options.outputHeight}`);
   const done = run(cmd.output(options.output), options.signal, ENCODER_FAILED);
   done.catch(() => input.destroy());
   return {

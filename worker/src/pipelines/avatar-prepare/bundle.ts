@@ -28,6 +28,8 @@ export interface BundleParams {
 export interface BundleManifest {
   format: number;
   avatarId: string;
+  /** Where the frames came from, so a bundle made for older weights can be rebuilt from it. */
+  source: string;
   params: BundleParams;
   /** Forward frames; the frames video holds 2 x frameCount - 2 (forward, then backward without repeating the ends), or 1 for a still. */
   frameCount: number;

@@ -1,39 +1,14 @@
 /**
- * Pixel work on raw rgb24 frames, in plain TypeScript over typed arrays: crops, resizes, tensor
- * layout and the feathered paste-back. Each runs once per frame, so none allocates per pixel and
+ * Pixel work on raw rgb24 frames, in plain TypeScript over typed arrays: tensor layout, the blend
+ * mask and the feathered paste-back (crops are cut by face-track.ts's cropResize). Each runs once per frame, so none allocates per pixel and
  * callers may pass the output buffer to reuse.
  */
 
-/** A square crop in source pixels; parts outside the frame read as the nearest edge pixel. */
+/** A square crop in source pixels. */
 export interface SquareBox {
   x: number;
   y: number;
   size: number;
-}
-
-/** Bilinear crop of `box` from an rgb24 frame, resized to `out` (`size` x `size`). */
-export function cropResize(rgb: Uint8Array, width: number, height: number, box: SquareBox, size: number, out = new Uint8Array(size * size * 3)): Uint8Array {
-  const scale = box.size / size;
-  for (let oy = 0; oy < size; oy++) {
-    const sy = Math.min(height - 1, Math.max(0, box.y + (oy + 0.5) * scale - 0.5));
-    const y0 = Math.floor(sy);
-    const y1 = Math.min(height - 1, y0 + 1);
-    const fy = sy - y0;
-    for (let ox = 0; ox < size; ox++) {
-      const sx = Math.min(width - 1, Math.max(0, box.x + (ox + 0.5) * scale - 0.5));
-      const x0 = Math.floor(sx);
-      const x1 = Math.min(width - 1, x0 + 1);
-      const fx = sx - x0;
-      const a = (y0 * width + x0) * 3, b = (y0 * width + x1) * 3, c = (y1 * width + x0) * 3, d = (y1 * width + x1) * 3;
-      const o = (oy * size + ox) * 3;
-      for (let ch = 0; ch < 3; ch++) {
-        const top = rgb[a + ch]! + (rgb[b + ch]! - rgb[a + ch]!) * fx;
-        const bottom = rgb[c + ch]! + (rgb[d + ch]! - rgb[c + ch]!) * fx;
-        out[o + ch] = top + (bottom - top) * fy + 0.5;
-      }
-    }
-  }
-  return out;
 }
 
 /** rgb24 (HWC, 0-255) into a float NCHW slot in [-1, 1], optionally with the lower half zeroed (MuseTalk's masked input). */

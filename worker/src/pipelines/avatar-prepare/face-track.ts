@@ -1,0 +1,311 @@
+/**
+ * Turns per-frame face detections of an avatar video into a steady per-frame crop for MuseTalk:
+ * best face per frame -> short gaps filled -> temporal smoothing -> MuseTalk's face rectangle
+ * (with bbox_shift) -> a square crop inside the frame, resized to 256x256.
+ *
+ * Everything except cropResize is a pure function over numbers, so it is cheap to test and rerun.
+ */
+import sharp from 'sharp';
+import type { FaceBox } from '../../inference/face-detector';
+
+export type FaceTrackErrorCode = 'no_face' | 'face_lost';
+
+/** The video cannot be prepared: no face at all, or a face missing for longer than can be filled. */
+export class FaceTrackError extends Error {
+  constructor(
+    readonly code: FaceTrackErrorCode,
+    /** First and last frame (inclusive, 0-based) of the offending range. */
+    readonly firstFrame: number,
+    readonly lastFrame: number,
+    message: string,
+  ) {
+    super(message);
+    this.name = 'FaceTrackError';
+  }
+}
+
+/** A face in one frame after tracking, in source pixels. */
+export interface TrackedFace {
+  x: number;
+  y: number;
+  width: number;
+  height: number;
+  keypoints: Array<[number, number]>;
+  /** False where the frame had no detection and the face was interpolated (or held at an end). */
+  detected: boolean;
+}
+
+export interface TrackOptions {
+  /** Longest run of frames without a face that is filled in (default 5); longer fails. */
+  maxGapFrames?: number;
+  /** Gaussian smoothing width in frames (default 2); 0 turns smoothing off. */
+  smoothSigma?: number;
+}
+
+/** Per frame: x, y, width, height, then 6 keypoints (x, y): BlazeFace's own 16 values. */
+const V = 16;
+const NUM_KEYPOINTS = 6;
+// BlazeFace keypoint order: right eye, left eye, nose tip, mouth, right tragion, left tragion.
+const RIGHT_EYE = 0, LEFT_EYE = 1, NOSE = 2;
+
+function overlap(a: FaceBox, b: FaceBox): number {
+  const w = Math.min(a.x + a.width, b.x + b.width) - Math.max(a.x, b.x);
+  const h = Math.min(a.y + a.height, b.y + b.height) - Math.max(a.y, b.y);
+  if (w <= 0 || h <= 0) return 0;
+  return (w * h) / (a.width * a.height + b.width * b.height - w * h);
+}
+
+/**
+ * The face to follow in each frame: the best scoring one, except that a face overlapping the one
+ * followed before (IoU > 0.3) wins over a better scoring face elsewhere, so a passer-by or a poster
+ * does not take over the track for a frame.
+ */
+export function pickFaces(detections: ReadonlyArray<ReadonlyArray<FaceBox>>): Array<FaceBox | undefined> {
+  let previous: FaceBox | undefined;
+  return detections.map((faces) => {
+    let best: FaceBox | undefined;
+    let bestNear: FaceBox | undefined;
+    for (const face of faces) {
+      if (!best || face.score > best.score) best = face;
+      if (previous && overlap(face, previous) > 0.3 && (!bestNear || face.score > bestNear.score)) bestNear = face;
+    }
+    const chosen = bestNear ?? best;
+    if (chosen) previous = chosen;
+    return chosen;
+  });
+}
+
+function range(first: number, last: number): string {
+  return first === last ? `frame ${first}` : `frames ${first}-${last}`;
+}
+
+/**
+ * Best face per frame, gaps of up to `maxGapFrames` filled (linear interpolation between the
+ * neighbouring detections; at the start or end of the video the nearest detection is held), then
+ * smoothed. Throws FaceTrackError `no_face` when no frame has a face and `face_lost` naming the
+ * first longer gap.
+ */
+export function trackFaces(detections: ReadonlyArray<ReadonlyArray<FaceBox>>, options: TrackOptions = {}): TrackedFace[] {
+  const maxGap = options.maxGapFrames ?? 5;
+  const sigma = options.smoothSigma ?? 2;
+  const n = detections.length;
+  const picked = pickFaces(detections);
+  const values = new Float64Array(n * V);
+  const detected = new Uint8Array(n);
+  picked.forEach((face, i) => {
+    if (!face) return;
+    detected[i] = 1;
+    values.set([face.x, face.y, face.width, face.height], i * V);
+    for (let k = 0; k < NUM_KEYPOINTS; k++) {
+      const kp = face.keypoints[k];
+      if (!kp) throw new RangeError(`frame ${i}: face has ${face.keypoints.length} keypoints, expected ${NUM_KEYPOINTS}`);
+      values[i * V + 4 + k * 2] = kp[0];
+      values[i * V + 5 + k * 2] = kp[1];
+    }
+  });
+  if (!detected.includes(1)) {
+    throw new FaceTrackError('no_face', 0, Math.max(0, n - 1), n === 0 ? 'the video has no frames' : `no face detected in any of the ${n} frames (${range(0, n - 1)})`);
+  }
+
+  const lost: Array<[number, number]> = [];
+  for (let i = 0; i < n; ) {
+    if (detected[i]) {
+      i++;
+      continue;
+    }
+    let end = i;
+    while (end + 1 < n && !detected[end + 1]) end++;
+    if (end - i + 1 > maxGap) lost.push([i, end]);
+    else fillGap(values, i, end, n);
+    i = end + 1;
+  }
+  const first = lost[0];
+  if (first) {
+    const more = lost.length > 1 ? `; also ${lost.slice(1, 4).map(([a, b]) => range(a, b)).join(', ')}${lost.length > 4 ? ', ...' : ''}` : '';
+    throw new FaceTrackError('face_lost', first[0], first[1], `no face detected in ${range(first[0], first[1])} (${first[1] - first[0] + 1} frames; at most ${maxGap} can be filled)${more}`);
+  }
+
+  const smooth = sigma > 0 ? smoothTrack(values, n, sigma) : values;
+  const out: TrackedFace[] = [];
+  for (let i = 0; i < n; i++) {
+    const o = i * V;
+    const keypoints: Array<[number, number]> = [];
+    for (let k = 0; k < NUM_KEYPOINTS; k++) keypoints.push([smooth[o + 4 + k * 2]!, smooth[o + 5 + k * 2]!]);
+    out.push({ x: smooth[o]!, y: smooth[o + 1]!, width: smooth[o + 2]!, height: smooth[o + 3]!, keypoints, detected: detected[i] === 1 });
+  }
+  return out;
+}
+
+/** Fills frames first..last from the detections either side (there is at least one). */
+function fillGap(values: Float64Array, first: number, last: number, n: number): void {
+  const before = first - 1;
+  const after = last + 1;
+  for (let i = first; i <= last; i++) {
+    const t = before < 0 ? 1 : after >= n ? 0 : (i - before) / (after - before);
+    const a = Math.max(before, 0) * V;
+    const b = Math.min(after, n - 1) * V;
+    for (let k = 0; k < V; k++) {
+      const va = before < 0 ? values[b + k]! : values[a + k]!;
+      const vb = after >= n ? values[a + k]! : values[b + k]!;
+      values[i * V + k] = va + (vb - va) * t;
+    }
+  }
+}
+
+/**
+ * Gaussian-weighted local linear regression over time (a LOESS of degree 1) on every value.
+ * Avatar preparation sees the whole video before cropping, so a centred (non-causal) filter can be
+ * used: unlike an exponential or one-euro filter it does not lag a moving head, and fitting a line
+ * rather than averaging keeps it unbiased for steady motion up to the first and last frames, where
+ * the window is one-sided. Inside the video it equals a plain Gaussian moving average; sigma 2
+ * frames cuts white detector jitter about 2.7x and halves only oscillations faster than ~2 Hz at 25 fps.
+ */
+function smoothTrack(values: Float64Array, n: number, sigma: number): Float64Array {
+  const radius = Math.ceil(2.5 * sigma);
+  const kernel = new Float64Array(radius + 1);
+  for (let d = 0; d <= radius; d++) kernel[d] = Math.exp((-d * d) / (2 * sigma * sigma));
+  const out = new Float64Array(values.length);
+  const t0 = new Float64Array(V);
+  const t1 = new Float64Array(V);
+  for (let i = 0; i < n; i++) {
+    const lo = Math.max(0, i - radius);
+    const hi = Math.min(n - 1, i + radius);
+    let s0 = 0, s1 = 0, s2 = 0;
+    t0.fill(0);
+    t1.fill(0);
+    for (let j = lo; j <= hi; j++) {
+      const d = j - i;
+      const w = kernel[Math.abs(d)]!;
+      s0 += w;
+      s1 += w * d;
+      s2 += w * d * d;
+      for (let k = 0; k < V; k++) {
+        const v = values[j * V + k]! * w;
+        t0[k] = t0[k]! + v;
+        t1[k] = t1[k]! + v * d;
+      }
+    }
+    // Value of the weighted least-squares line at d = 0; a single frame (n = 1) is left as is.
+    const det = s0 * s2 - s1 * s1;
+    for (let k = 0; k < V; k++) out[i * V + k] = det > 1e-9 ? (s2 * t0[k]! - s1 * t1[k]!) / det : values[i * V + k]!;
+  }
+  return out;
+}
+
+/** MuseTalk's face rectangle in source pixels (integers; x2/y2 exclusive as in frame[y1:y2, x1:x2]). */
+export interface MuseTalkRect {
+  x1: number;
+  y1: number;
+  x2: number;
+  y2: number;
+}
+
+export interface CropOptions {
+  /**
+   * MuseTalk's bbox_shift in source pixels: moves the line that splits the crop into the kept upper
+   * half and the regenerated lower half; positive = down, towards the mouth (more mouth movement).
+   */
+  bboxShift?: number;
+  /** MuseTalk v1.5's extra_margin: pixels added below the chin (default 10). */
+  extraMargin?: number;
+}
+
+type FaceGeometry = Pick<TrackedFace, 'x' | 'y' | 'width' | 'height' | 'keypoints'>;
+
+/**
+ * Where MuseTalk's 68-point landmarks would be, estimated from BlazeFace. Checked on the fixture
+ * photo: the box's sides lie on the cheek contour (the jaw points' x extent) and its bottom on the
+ * chin. Landmark 29 (the midline MuseTalk uses) is two thirds of the way down the nose bridge, which
+ * runs in 4 evenly spaced points (27-30) from eye level to the nose tip (keypoint 2).
+ */
+function landmarks(face: FaceGeometry): { left: number; right: number; chin: number; eyeY: number; noseY: number } {
+  const eyeY = (face.keypoints[RIGHT_EYE]![1] + face.keypoints[LEFT_EYE]![1]) / 2;
+  return { left: face.x, right: face.x + face.width, chin: face.y + face.height, eyeY, noseY: face.keypoints[NOSE]![1] };
+}
+
+/**
+ * MuseTalk's crop rectangle (musetalk/utils/preprocessing.py get_landmark_and_bbox, then v1.5's
+ * extra_margin in scripts/inference.py): x from the leftmost to the rightmost landmark, bottom at
+ * the chin, top as far above landmark 29 (moved down by bbox_shift) as the chin is below it, so
+ * that landmark 29 + bbox_shift sits on the crop's middle row, the upper edge of the lower half that
+ * MuseTalk masks and regenerates (v1.5's extra_margin then lowers it by half the margin, in MuseTalk
+ * too). The top stops at 0; a shift so large that the top
+ * falls below the chin falls back to the detector box, as MuseTalk does. Then extra_margin is added
+ * below the chin; everything is clipped to the frame (MuseTalk falls back to the detector box when
+ * x1 < 0 instead, which would jump the crop for a face at the left edge).
+ */
+export function museTalkRect(face: FaceGeometry, frameWidth: number, frameHeight: number, options: CropOptions = {}): MuseTalkRect {
+  const { left, right, chin, eyeY, noseY } = landmarks(face);
+  const mid = eyeY + ((noseY - eyeY) * 2) / 3 + (options.bboxShift ?? 0);
+  let x1 = Math.round(left), x2 = Math.round(right), y2 = Math.round(chin);
+  let y1 = Math.round(Math.max(0, mid - (chin - mid)));
+  if (y2 - y1 <= 0 || x2 - x1 <= 0) {
+    x1 = Math.round(face.x);
+    y1 = Math.round(face.y);
+    x2 = Math.round(face.x + face.width);
+    y2 = Math.round(face.y + face.height);
+  }
+  y2 = Math.min(y2 + (options.extraMargin ?? 10), frameHeight);
+  return { x1: Math.max(0, x1), y1: Math.max(0, y1), x2: Math.min(frameWidth, x2), y2 };
+}
+
+/**
+ * The range of bbox_shift MuseTalk suggests (it prints "[-(lm30 - lm29) ~ (lm29 - lm28)]"
+ * averaged over the frames): one nose-bridge step, a third of the eye-to-nose-tip height.
+ */
+export function bboxShiftRange(track: ReadonlyArray<FaceGeometry>): { min: number; max: number } {
+  if (track.length === 0) return { min: 0, max: 0 };
+  let sum = 0;
+  for (const face of track) {
+    const { eyeY, noseY } = landmarks(face);
+    sum += (noseY - eyeY) / 3;
+  }
+  const step = Math.trunc(sum / track.length);
+  return { min: -step, max: step };
+}
+
+/** A square crop in source pixels, entirely inside the frame (integers). */
+export interface CropBox {
+  x: number;
+  y: number;
+  size: number;
+}
+
+/**
+ * The square crop around a MuseTalk rectangle. MuseTalk itself stretches its rectangle (about 0.8
+ * wide:tall on a frontal face) to 256x256; a square of side max(width, height) around the same
+ * centre keeps the face undistorted, keeps every row of the rectangle and so the middle row on
+ * landmark 29 + bbox_shift (whenever the side is the height, the usual case). A square that would
+ * leave the frame is moved inside it (and shrunk only if larger than the frame), which moves the
+ * face off centre rather than padding with pixels that are not there.
+ */
+export function squareCrop(rect: MuseTalkRect, frameWidth: number, frameHeight: number): CropBox {
+  const size = Math.max(1, Math.min(Math.max(rect.x2 - rect.x1, rect.y2 - rect.y1), frameWidth, frameHeight));
+  const clamp = (v: number, max: number): number => Math.min(Math.max(v, 0), max);
+  return {
+    x: clamp(Math.round((rect.x1 + rect.x2 - size) / 2), frameWidth - size),
+    y: clamp(Math.round((rect.y1 + rect.y2 - size) / 2), frameHeight - size),
+    size,
+  };
+}
+
+/** The square crop of every tracked frame. */
+export function cropBoxes(track: ReadonlyArray<FaceGeometry>, frameWidth: number, frameHeight: number, options: CropOptions = {}): CropBox[] {
+  return track.map((face) => squareCrop(museTalkRect(face, frameWidth, frameHeight, options), frameWidth, frameHeight));
+}
+
+/**
+ * Cuts `box` out of an rgb24 frame and resizes it to size x size rgb24 with Lanczos-3 (MuseTalk
+ * resizes its crops with Lanczos too).
+ */
+export async function cropResize(rgb: Uint8Array, width: number, height: number, box: CropBox, size = 256): Promise<Uint8Array> {
+  if (box.x < 0 || box.y < 0 || box.size < 1 || box.x + box.size > width || box.y + box.size > height) {
+    throw new RangeError(`crop ${box.size}px at (${box.x}, ${box.y}) is not inside the ${width}x${height} frame`);
+  }
+  const out = await sharp(rgb, { raw: { width, height, channels: 3 } })
+    .extract({ left: box.x, top: box.y, width: box.size, height: box.size })
+    .resize(size, size, { kernel: 'lanczos3' })
+    .raw()
+    .toBuffer();
+  return new Uint8Array(out.buffer, out.byteOffset, out.length);
+}

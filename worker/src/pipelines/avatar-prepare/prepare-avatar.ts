@@ -1,0 +1,147 @@
+import path from 'node:path';
+import { mkdir, rm } from 'node:fs/promises';
+import type { AvatarPrepareResult } from '@avatar-fleet/contracts';
+import { scaleFaceBox, type FaceBox, type FaceDetector } from '../../inference/face-detector';
+import { VAE_SCALE, type MuseTalkModels } from '../../inference/musetalk';
+import { decodeFrames, MediaError, probe, startEncoder } from '../../media/ffmpeg';
+import { fetchMedia } from '../../media/fetch-media';
+import { reversedFrames } from '../../media/ping-pong';
+import { PipelineError, type JobContext } from '../pipeline';
+import { featheredMask, toNchw, type SquareBox } from '../shared/frames';
+import {
+  bundlePrefix, CROP_SIZE, LATENT_SIZE, MASK_SIZE, readManifest, sameParams, writeBundle, type BundleManifest, type BundleParams,
+} from './bundle';
+import { cropBoxes, cropResize, FaceTrackError, trackFaces } from './face-track';
+
+export const DETECTOR_ID = 'blazeface-front-128';
+/** Longest source accepted, in frames at the bundle's fps (a minute at 25 fps). */
+export const MAX_SOURCE_FRAMES = 1_500;
+/** Detection runs on a copy no wider than this: BlazeFace sees 128 px anyway. */
+const DETECT_WIDTH = 640;
+
+export interface PrepareModels {
+  musetalk: MuseTalkModels;
+  faces: FaceDetector;
+}
+
+export interface PrepareRequest {
+  avatarId: string;
+  source: string;
+  fps: number;
+  bboxShift: number;
+}
+
+const even = (n: number) => Math.max(2, Math.round(n / 2) * 2);
+
+/**
+ * Builds (or reuses) the avatar bundle for `request`: face boxes from BlazeFace on every frame,
+ * smoothed; 256x256 crops VAE-encoded masked and whole; blend masks; the frames as a video that
+ * plays forward then backward. A bundle made with the same parameters and model version is reused.
+ */
+export async function prepareAvatar(request: PrepareRequest, models: PrepareModels, ctx: JobContext): Promise<BundleManifest & { reused: boolean }> {
+  const params: BundleParams = { fps: request.fps, bboxShift: request.bboxShift, modelVersion: models.musetalk.version, detector: DETECTOR_ID };
+  const existing = await readManifest(ctx.storage, request.avatarId, ctx.scratchDir, ctx.signal).catch(() => undefined);
+  if (existing && sameParams(existing.params, params) && existing.source === request.source) {
+    ctx.log.info('avatar bundle reused', { avatarId: request.avatarId, frames: existing.frameCount });
+    return { ...existing, reused: true };
+  }
+  const dir = path.join(ctx.scratchDir, `prepare-${request.avatarId}`);
+  const source = await fetchMedia(request.source, `source-${request.avatarId}`, { storage: ctx.storage, scratchDir: ctx.scratchDir, signal: ctx.signal });
+  const info = await probe(source);
+  if (!info.video) throw new MediaError('no_video', 'the source has no video or image stream');
+  const width = even(info.video.width);
+  const height = even(info.video.height);
+  await mkdir(dir, { recursive: true });
+
+  // Pass 1: the best face per frame, on a small copy.
+  ctx.progress('detect', 0);
+  const scale = Math.min(1, DETECT_WIDTH / width);
+  const dw = even(width * scale);
+  const dh = even(height * scale);
+  const detections: FaceBox[][] = [];
+  for await (const frame of decodeFrames(source, { width: dw, height: dh, fps: request.fps, signal: ctx.signal })) {
+    if (detections.length >= MAX_SOURCE_FRAMES) throw new MediaError('media_too_long', `the source is longer than ${MAX_SOURCE_FRAMES} frames at ${request.fps} fps`);
+    detections.push((await models.faces.detect(frame, dw, dh)).map((face) => scaleFaceBox(face, 1 / scale)));
+    if (detections.length % 10 === 0) ctx.progress('detect', Math.min(0.99, detections.length / MAX_SOURCE_FRAMES));
+  }
+  if (detections.length === 0) throw new MediaError('no_video', 'the source has no decodable frame');
+  let boxes: SquareBox[];
+  try {
+    boxes = cropBoxes(trackFaces(detections), width, height, { bboxShift: request.bboxShift });
+  } catch (error) {
+    if (error instanceof FaceTrackError) throw new PipelineError(error.code, error.message, false);
+    throw error;
+  }
+  const frameCount = boxes.length;
+
+  // Pass 2: crops -> VAE latents (masked + reference), the forward frames into the loop video, and a
+  // near-lossless copy to read backward from.
+  const loopFile = path.join(dir, 'frames.mp4');
+  const forwardFile = path.join(dir, 'forward.mp4');
+  const loop = startEncoder({ output: loopFile, width, height, fps: request.fps, crf: 14, signal: ctx.signal });
+  const forward = frameCount > 2 ? startEncoder({ output: forwardFile, width, height, fps: request.fps, crf: 0, signal: ctx.signal }) : undefined;
+  const batch = models.musetalk.batchSize;
+  const latents = new Float32Array(frameCount * LATENT_SIZE);
+  const masks = new Uint8Array(frameCount * MASK_SIZE);
+  const mask = featheredMask(CROP_SIZE);
+  const plane = 3 * CROP_SIZE * CROP_SIZE;
+  const masked = new Float32Array(batch * plane);
+  const whole = new Float32Array(batch * plane);
+  const crop = new Uint8Array(plane);
+  let pending = 0;
+  let done = 0;
+  const flush = async () => {
+    if (pending === 0) return;
+    const m = await models.musetalk.vaeEncode(masked, pending);
+    const r = await models.musetalk.vaeEncode(whole, pending);
+    for (let k = 0; k < pending; k++) {
+      const out = (done + k) * LATENT_SIZE;
+      const half = LATENT_SIZE / 2;
+      // Moments hold mean (4 channels) then log-variance (4): the UNet takes the scaled means, masked first.
+      for (let j = 0; j < half; j++) {
+        latents[out + j] = m[k * LATENT_SIZE + j]! * VAE_SCALE;
+        latents[out + half + j] = r[k * LATENT_SIZE + j]! * VAE_SCALE;
+      }
+      masks.set(mask, (done + k) * MASK_SIZE);
+    }
+    done += pending;
+    pending = 0;
+    ctx.progress('encode', done / frameCount);
+  };
+  let i = 0;
+  for await (const frame of decodeFrames(source, { width, height, fps: request.fps, maxFrames: frameCount, signal: ctx.signal })) {
+    crop.set(await cropResize(frame, width, height, boxes[i]!, CROP_SIZE));
+    toNchw(crop, CROP_SIZE, masked, pending * plane, true);
+    toNchw(crop, CROP_SIZE, whole, pending * plane, false);
+    await loop.write(frame);
+    await forward?.write(frame);
+    i++;
+    if (++pending === batch) await flush();
+  }
+  await flush();
+  await forward?.finish();
+  if (done !== frameCount) throw new MediaError('media_unreadable', `decoded ${done} frames on the second pass, ${frameCount} on the first`, true);
+
+  // Pass 3: the way back, without repeating the turning frames.
+  if (forward) {
+    let k = 0;
+    for await (const frame of reversedFrames(forwardFile, { width, height, fps: request.fps, frameCount, signal: ctx.signal })) {
+      k++;
+      if (k === 1 || k === frameCount) continue;
+      await loop.write(frame);
+    }
+  }
+  await loop.finish();
+  ctx.progress('upload', 0);
+  const manifest = await writeBundle(ctx.storage, dir, {
+    avatarId: request.avatarId, source: request.source, params, frameCount, width, height,
+    boxes: boxes.map((b) => [b.x, b.y, b.size] as [number, number, number]),
+  }, { latents, masks }, loopFile, ctx.signal);
+  await rm(dir, { recursive: true, force: true });
+  ctx.log.info('avatar bundle built', { avatarId: request.avatarId, frames: frameCount, width, height });
+  return { ...manifest, reused: false };
+}
+
+export function prepareResult(manifest: BundleManifest): AvatarPrepareResult {
+  return { avatarId: manifest.avatarId, manifestKey: `${bundlePrefix(manifest.avatarId)}/manifest.json`, frameCount: manifest.frameCount };
+}

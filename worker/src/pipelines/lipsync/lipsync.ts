@@ -1,0 +1,127 @@
+import path from 'node:path';
+import type { LipsyncInput, LipsyncResult } from '@avatar-fleet/contracts';
+import { decodeAudio, decodeFrames, startEncoder } from '../../media/ffmpeg';
+import { fetchMedia } from '../../media/fetch-media';
+import { logMelWindows, SAMPLE_RATE } from '../../media/mel';
+import { PipelineError, type JobContext } from '../pipeline';
+import { BoundedQueue, runStages } from '../shared/bounded-queue';
+import { fromNchw, pasteFace } from '../shared/frames';
+import { CROP_SIZE, LATENT_SIZE, MASK_SIZE, readBundleData, readManifest, sameParams, sourceFrame, type BundleManifest } from '../avatar-prepare/bundle';
+import { DETECTOR_ID, prepareAvatar, type PrepareModels } from '../avatar-prepare/prepare-avatar';
+import { audioPromptFor, concatSegments, videoFrameCount } from './audio-features';
+
+/** Longest speech a lipsync job takes (10 minutes); longer is refused, not truncated. */
+export const MAX_AUDIO_SECONDS = 600;
+/** Frames decoded ahead of inference, and composed frames waiting for the encoder. */
+const QUEUE_DEPTH = 8;
+const PROMPT = 50 * 384;
+const IMAGE = 3 * CROP_SIZE * CROP_SIZE;
+
+interface Decoded {
+  index: number;
+  frame: Buffer;
+}
+
+interface Generated extends Decoded {
+  face: Uint8Array;
+}
+
+/** The bundle to animate: the named avatar (rebuilt if made for other weights), or the job's source video prepared inline. */
+async function avatarFor(input: LipsyncInput, models: PrepareModels, ctx: JobContext): Promise<BundleManifest> {
+  if (input.sourceVideo) {
+    return prepareAvatar({ avatarId: `inline-${ctx.job.id}`, source: input.sourceVideo, fps: 25, bboxShift: 0 }, models, ctx);
+  }
+  const manifest = await readManifest(ctx.storage, input.avatarId!, ctx.scratchDir, ctx.signal);
+  if (!manifest) throw new PipelineError('avatar_not_found', `avatar ${input.avatarId} does not exist; run avatar.prepare first`);
+  const current = { ...manifest.params, modelVersion: models.musetalk.version, detector: DETECTOR_ID };
+  if (sameParams(manifest.params, current)) return manifest;
+  ctx.log.info('avatar bundle made for other models; rebuilding it', { avatarId: manifest.avatarId });
+  return prepareAvatar({ avatarId: manifest.avatarId, source: manifest.source, fps: manifest.params.fps, bboxShift: manifest.params.bboxShift }, models, ctx);
+}
+
+/**
+ * MuseTalk lip-sync: audio -> Whisper features -> one UNet prompt per video frame; the avatar's
+ * frames loop forward and backward; each frame's face is generated in batches, decoded, pasted back
+ * with the blend mask, and streamed into ffmpeg with the original audio. Decode, inference and
+ * encode run as three stages joined by bounded queues, so memory stays flat for any length.
+ */
+export async function lipsync(input: LipsyncInput, models: PrepareModels, ctx: JobContext): Promise<LipsyncResult> {
+  const { musetalk } = models;
+  const manifest = await avatarFor(input, models, ctx);
+  const bundle = await readBundleData(ctx.storage, manifest, ctx.scratchDir, ctx.signal);
+
+  ctx.progress('audio', 0);
+  const audioFile = await fetchMedia(input.audio, 'speech', { storage: ctx.storage, scratchDir: ctx.scratchDir, signal: ctx.signal });
+  const samples = await decodeAudio(audioFile, { sampleRate: SAMPLE_RATE, maxSeconds: MAX_AUDIO_SECONDS, signal: ctx.signal });
+  const hidden: Float32Array[] = [];
+  for (const window of logMelWindows(samples)) {
+    ctx.signal.throwIfAborted();
+    hidden.push(await musetalk.whisper(window));
+  }
+  const features = concatSegments(hidden, samples.length);
+  const fps = manifest.params.fps;
+  const total = videoFrameCount(samples.length, fps);
+  if (total === 0) throw new PipelineError('no_audio', 'the audio is shorter than one video frame');
+
+  const { width, height } = manifest;
+  const output = path.join(ctx.scratchDir, 'lipsync.mp4');
+  const encoder = startEncoder({ output, width, height, fps, audio: audioFile, crf: input.options?.crf, outputHeight: input.options?.outputHeight, signal: ctx.signal });
+  const decoded = new BoundedQueue<Decoded>(QUEUE_DEPTH);
+  const generated = new BoundedQueue<Generated>(QUEUE_DEPTH);
+  const batchSize = input.options?.batchSize ?? musetalk.batchSize;
+
+  await runStages([decoded, generated], [
+    // Decode: the looping bundle video, read again from the start as often as the audio needs.
+    async () => {
+      let index = 0;
+      while (index < total) {
+        for await (const frame of decodeFrames(bundle.framesFile, { width, height, maxFrames: total - index, signal: ctx.signal })) {
+          await decoded.push({ index, frame: Buffer.from(frame) });
+          index++;
+        }
+      }
+      decoded.close();
+    },
+    // Inference: batches of frames through the UNet and the VAE decoder.
+    async () => {
+      const latents = new Float32Array(batchSize * LATENT_SIZE);
+      const prompts = new Float32Array(batchSize * PROMPT);
+      let batch: Decoded[] = [];
+      const run = async () => {
+        batch.forEach((item, k) => {
+          const src = sourceFrame(item.index, manifest.frameCount);
+          latents.set(bundle.latents.subarray(src * LATENT_SIZE, (src + 1) * LATENT_SIZE), k * LATENT_SIZE);
+          prompts.set(audioPromptFor(features, item.index, fps), k * PROMPT);
+        });
+        const out = await musetalk.unet(latents, prompts, batch.length);
+        const images = await musetalk.vaeDecode(out, batch.length);
+        for (let k = 0; k < batch.length; k++) await generated.push({ ...batch[k]!, face: fromNchw(images, CROP_SIZE, k * IMAGE) });
+        batch = [];
+      };
+      for await (const item of decoded) {
+        batch.push(item);
+        if (batch.length === batchSize) await run();
+      }
+      if (batch.length) await run();
+      generated.close();
+    },
+    // Compose and encode, in frame order.
+    async () => {
+      let done = 0;
+      for await (const item of generated) {
+        const src = sourceFrame(item.index, manifest.frameCount);
+        const [x, y, size] = manifest.boxes[src]!;
+        pasteFace(item.frame, width, height, item.face, bundle.masks.subarray(src * MASK_SIZE, (src + 1) * MASK_SIZE), CROP_SIZE, { x, y, size });
+        await encoder.write(item.frame);
+        if (++done % 10 === 0 || done === total) ctx.progress('render', done / total, `${done} of ${total} frames`);
+      }
+    },
+  ]).catch(async (error: unknown) => {
+    await encoder.finish().catch(() => undefined);
+    throw error;
+  });
+  await encoder.finish();
+  ctx.progress('upload', 0);
+  const stored = await ctx.putOutput('lipsync.mp4', output, 'video/mp4');
+  return { videoKey: stored.key, durationSec: total / fps, frameCount: total };
+}

@@ -1,0 +1,191 @@
+import assert from 'node:assert/strict';
+import path from 'node:path';
+import { describe, test } from 'node:test';
+import * as ort from 'onnxruntime-node';
+import sharp from 'sharp';
+import { BLAZEFACE_MODEL_PATH, FaceDetector, type FaceBox } from '../src/inference/face-detector';
+import {
+  bboxShiftRange,
+  cropBoxes,
+  cropResize,
+  FaceTrackError,
+  museTalkRect,
+  pickFaces,
+  squareCrop,
+  trackFaces,
+  type TrackedFace,
+} from '../src/pipelines/avatar-prepare/face-track';
+
+/** A face box with BlazeFace-like keypoints: eyes a third down, nose tip at 60%, mouth at 80%. */
+function face(x: number, y: number, size: number, score = 0.9): FaceBox {
+  const at = (fx: number, fy: number): [number, number] => [x + fx * size, y + fy * size];
+  return { x, y, width: size, height: size, score, keypoints: [at(0.3, 0.3), at(0.7, 0.3), at(0.5, 0.6), at(0.5, 0.8), at(0, 0.4), at(1, 0.4)] };
+}
+
+/** Deterministic standard normal noise (Box-Muller over a small LCG). */
+function gaussian(seed: number): () => number {
+  let s = seed >>> 0;
+  const uniform = (): number => ((s = (Math.imul(s, 1664525) + 1013904223) >>> 0) + 1) / 4294967297;
+  return () => Math.sqrt(-2 * Math.log(uniform())) * Math.cos(2 * Math.PI * uniform());
+}
+
+const truth = (t: number): FaceBox => face(100 + 3 * t, 80 + 0.5 * t, 150 + 0.2 * t);
+const rms = (values: number[]): number => Math.sqrt(values.reduce((s, v) => s + v * v, 0) / values.length);
+
+function expectTrackError(fn: () => unknown, code: string, first: number, last: number, text: RegExp): void {
+  assert.throws(fn, (error: unknown) => {
+    assert.ok(error instanceof FaceTrackError, String(error));
+    assert.equal(error.code, code);
+    assert.deepEqual([error.firstFrame, error.lastFrame], [first, last]);
+    assert.match(error.message, text);
+    return true;
+  });
+}
+
+describe('face track over a video', () => {
+  test('smoothing cuts detector jitter and follows a moving face without lag, ends included', () => {
+    // Six noisy runs of a face moving 3 px per frame: 3 px noise on position and keypoints.
+    const n = 120;
+    const raw: number[] = [], smooth: number[] = [], ends: number[] = [], nose: number[] = [];
+    let jitterRaw = 0, jitterSmooth = 0;
+    for (let seed = 1; seed <= 6; seed++) {
+      const noise = gaussian(seed);
+      const noisy = Array.from({ length: n }, (_, t) => {
+        const f = truth(t);
+        return [{ ...f, x: f.x + 3 * noise(), y: f.y + 3 * noise(), width: f.width + 2 * noise(), keypoints: f.keypoints.map(([kx, ky]) => [kx + 3 * noise(), ky + 3 * noise()] as [number, number]) }];
+      });
+      const track = trackFaces(noisy);
+      assert.equal(track.length, n);
+      assert.ok(track.every((f) => f.detected));
+      const r = noisy.map((faces, t) => faces[0]!.x - truth(t).x);
+      const e = track.map((f, t) => f.x - truth(t).x);
+      raw.push(...r);
+      smooth.push(...e);
+      ends.push(...e.slice(0, 3), ...e.slice(-3));
+      nose.push(...track.map((f, t) => f.keypoints[2]![1] - truth(t).keypoints[2]![1]));
+      // Jitter: the frame-to-frame change around the true motion.
+      const jitter = (xs: number[]): number => rms(xs.slice(1).map((v, i) => v - xs[i]!));
+      jitterRaw += jitter(r) / 6;
+      jitterSmooth += jitter(e) / 6;
+    }
+    assert.ok(rms(smooth) < rms(raw) / 2, `rms ${rms(smooth).toFixed(2)} vs raw ${rms(raw).toFixed(2)}`);
+    assert.ok(jitterSmooth < jitterRaw / 5, `jitter ${jitterSmooth.toFixed(2)} vs ${jitterRaw.toFixed(2)}`);
+    assert.ok(rms(nose) < 1.5, `nose y rms ${rms(nose).toFixed(2)}`);
+    // No lag: no bias while the face moves, and the one-sided first and last frames still beat raw.
+    const bias = smooth.reduce((s, v) => s + v, 0) / smooth.length;
+    assert.ok(Math.abs(bias) < 0.4, `bias ${bias.toFixed(2)}`);
+    assert.ok(rms(ends) < rms(raw), `ends rms ${rms(ends).toFixed(2)} vs raw ${rms(raw).toFixed(2)}`);
+  });
+
+  test('a clean moving face passes through smoothing unchanged (the local line fit keeps steady motion)', () => {
+    const track = trackFaces(Array.from({ length: 30 }, (_, t) => [truth(t)]));
+    track.forEach((f, t) => {
+      const e = truth(t);
+      assert.ok(Math.abs(f.x - e.x) < 1e-6 && Math.abs(f.height - e.height) < 1e-6 && Math.abs(f.keypoints[5]![0] - e.keypoints[5]![0]) < 1e-6, `frame ${t}`);
+    });
+  });
+
+  test('gaps up to maxGapFrames are interpolated; at the ends the nearest face is held', () => {
+    const frames: FaceBox[][] = Array.from({ length: 40 }, (_, t) => [truth(t)]);
+    for (const t of [0, 1, 2, 10, 11, 12, 13, 14, 39]) frames[t] = [];
+    const track = trackFaces(frames, { smoothSigma: 0 });
+    for (let t = 10; t <= 14; t++) {
+      assert.equal(track[t]!.detected, false);
+      assert.ok(Math.abs(track[t]!.x - truth(t).x) < 1e-9, `frame ${t} x ${track[t]!.x}`);
+      assert.ok(Math.abs(track[t]!.keypoints[3]![1] - truth(t).keypoints[3]![1]) < 1e-9);
+    }
+    for (const t of [0, 1, 2]) assert.equal(track[t]!.x, truth(3).x);
+    assert.equal(track[39]!.x, truth(38).x);
+    assert.equal(track[9]!.detected, true);
+    assert.equal(track.filter((f) => !f.detected).length, 9);
+  });
+
+  test('a longer gap, or no face at all, is a FaceTrackError naming the frames', () => {
+    const frames: FaceBox[][] = Array.from({ length: 40 }, (_, t) => [truth(t)]);
+    for (let t = 10; t <= 15; t++) frames[t] = [];
+    expectTrackError(() => trackFaces(frames), 'face_lost', 10, 15, /frames 10-15 \(6 frames; at most 5/);
+    assert.doesNotThrow(() => trackFaces(frames, { maxGapFrames: 6 }));
+    for (let t = 30; t < 40; t++) frames[t] = [];
+    expectTrackError(() => trackFaces(frames, { maxGapFrames: 6 }), 'face_lost', 30, 39, /frames 30-39/);
+    expectTrackError(() => trackFaces(Array.from({ length: 8 }, () => [])), 'no_face', 0, 7, /no face detected in any of the 8 frames \(frames 0-7\)/);
+    expectTrackError(() => trackFaces([]), 'no_face', 0, 0, /no frames/);
+  });
+
+  test('follows the same face when a better scoring one appears elsewhere', () => {
+    const main = (t: number): FaceBox => face(100 + t, 100, 120, 0.8);
+    const frames = [[main(0)], [face(600, 100, 120, 0.99), main(1)], [main(2), face(600, 100, 120, 0.99)]];
+    assert.deepEqual(pickFaces(frames).map((f) => f?.x), [100, 101, 102]);
+    assert.equal(pickFaces([[face(600, 100, 120, 0.7), face(100, 100, 120, 0.95)]])[0]!.x, 100);
+  });
+
+  test("museTalkRect follows MuseTalk's get_landmark_and_bbox and bbox_shift", () => {
+    // Box 100..200; eyes y 130, nose tip y 160 -> landmark 29 at 150; chin 200 -> top 100.
+    const f = face(100, 100, 100);
+    assert.deepEqual(museTalkRect(f, 1280, 720, { extraMargin: 0 }), { x1: 100, y1: 100, x2: 200, y2: 200 });
+    assert.deepEqual(museTalkRect(f, 1280, 720), { x1: 100, y1: 100, x2: 200, y2: 210 }, 'v1.5 extra_margin 10 below the chin');
+    for (const shift of [-10, -3, 4, 10]) {
+      const r = museTalkRect(f, 1280, 720, { bboxShift: shift, extraMargin: 0 });
+      // Positive = down: the top moves twice the shift, the chin stays, the middle row moves by the shift.
+      assert.deepEqual(r, { x1: 100, y1: 100 + 2 * shift, x2: 200, y2: 200 });
+      assert.equal((r.y1 + r.y2) / 2, 150 + shift);
+    }
+    assert.deepEqual(museTalkRect(face(100, 10, 100), 1280, 720, { bboxShift: -30 }).y1, 0, 'the top stops at 0');
+    assert.deepEqual(museTalkRect(f, 1280, 720, { bboxShift: 60, extraMargin: 0 }), { x1: 100, y1: 100, x2: 200, y2: 200 }, 'past the chin: the detector box');
+    assert.equal(museTalkRect(face(100, 520, 200), 1280, 720).y2, 720, 'the margin stays in the frame');
+    // MuseTalk's suggested range is one nose-bridge step: (160 - 130) / 3.
+    assert.deepEqual(bboxShiftRange([f, f]), { min: -10, max: 10 });
+  });
+
+  test('crop boxes are integer squares inside the frame that keep the MuseTalk rows', () => {
+    const f = face(500, 200, 200);
+    const rect = museTalkRect(f, 1280, 720);
+    const box = squareCrop(rect, 1280, 720);
+    assert.equal(box.size, rect.y2 - rect.y1, 'taller than wide: the side is the height');
+    assert.equal(box.y, rect.y1);
+    assert.equal(box.x + box.size / 2, (rect.x1 + rect.x2) / 2);
+    const random = gaussian(3);
+    const faces: TrackedFace[] = [];
+    for (let i = 0; i < 500; i++) {
+      const size = 20 + Math.abs(random()) * 400;
+      faces.push({ ...face(random() * 700 + 300, random() * 400 + 200, size), detected: true });
+    }
+    for (const [w, h] of [[1280, 720], [720, 1280], [256, 200]] as const) {
+      for (const b of cropBoxes(faces, w, h, { bboxShift: 5 })) {
+        assert.ok(Number.isInteger(b.x) && Number.isInteger(b.y) && Number.isInteger(b.size), JSON.stringify(b));
+        assert.ok(b.size >= 1 && b.x >= 0 && b.y >= 0 && b.x + b.size <= w && b.y + b.size <= h, `${JSON.stringify(b)} in ${w}x${h}`);
+      }
+    }
+  });
+
+  test('cropResize cuts the box and returns 256x256 rgb24', async () => {
+    const w = 320, h = 240;
+    const rgb = new Uint8Array(w * h * 3);
+    for (let y = 0; y < h; y++) for (let x = 0; x < w; x++) rgb.set([x % 256, y, 77], (y * w + x) * 3);
+    const out = await cropResize(rgb, w, h, { x: 50, y: 20, size: 128 });
+    assert.equal(out.length, 256 * 256 * 3);
+    const at = (x: number, y: number): number[] => [...out.subarray((y * 256 + x) * 3, (y * 256 + x) * 3 + 3)];
+    // 2x upscale: output pixel (i, j) samples source (50 + i/2, 20 + j/2).
+    for (const [x, y] of [[0, 0], [100, 30], [255, 255]] as const) {
+      const [r, g, b] = at(x, y);
+      assert.ok(Math.abs(r! - (50 + (x + 0.5) / 2 - 0.5)) <= 1.5 && Math.abs(g! - (20 + (y + 0.5) / 2 - 0.5)) <= 1.5 && b === 77, `(${x},${y}) = ${at(x, y)}`);
+    }
+    assert.equal((await cropResize(rgb, w, h, { x: 0, y: 0, size: 240 }, 64)).length, 64 * 64 * 3);
+    await assert.rejects(cropResize(rgb, w, h, { x: 100, y: 0, size: 240 }), RangeError);
+  });
+
+  test('on the real photo: the crop holds the face with the nose bridge on its middle row', async () => {
+    const session = await ort.InferenceSession.create(BLAZEFACE_MODEL_PATH, { executionProviders: ['cpu'], logSeverityLevel: 3 });
+    const { data, info } = await sharp(path.resolve(__dirname, '../../test/fixtures/faces/astronaut.jpg')).removeAlpha().raw().toBuffer({ resolveWithObject: true });
+    const rgb = new Uint8Array(data.buffer, data.byteOffset, data.length);
+    const faces = await new FaceDetector(session).detect(rgb, info.width, info.height);
+    const track = trackFaces([faces, faces, faces]);
+    const [box] = cropBoxes(track, info.width, info.height);
+    assert.ok(box);
+    // Face (README): cheeks x 177-272, chin y 178; eyes y ~104, nose tip y 125.
+    assert.ok(box.x <= 177 && box.x + box.size >= 272 && box.y < 95 && box.y + box.size >= 178, JSON.stringify(box));
+    const middle = box.y + box.size / 2;
+    assert.ok(middle > 110 && middle < 128, `middle row ${middle}: between the eyes and the nose tip`);
+    assert.ok(bboxShiftRange(track).max >= 4 && bboxShiftRange(track).max <= 10, JSON.stringify(bboxShiftRange(track)));
+    assert.equal((await cropResize(rgb, info.width, info.height, box)).length, 256 * 256 * 3);
+  });
+});

@@ -1,0 +1,104 @@
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, readdirSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { before, describe, test } from 'node:test';
+import type { JobKind } from '@avatar-fleet/contracts';
+import { writeDevModelSet } from '../src/inference/dev-models';
+import { ModelLoader } from '../src/inference/model-loader';
+import { binaries, decodeFrames, MediaError, probe } from '../src/media/ffmpeg';
+import { musetalkPipelines } from '../src/pipelines/musetalk-pipelines';
+import { PipelineError, type JobContext, type PipelineSet } from '../src/pipelines/pipeline';
+import { createLogger } from '../src/runtime/logger';
+import { attemptKey } from '../src/storage/storage';
+import { createStorage } from '../src/storage/create-storage';
+
+const root = mkdtempSync(path.join(os.tmpdir(), 'pipelines-'));
+const bucket = path.join(root, 'bucket');
+const storage = createStorage({ driver: 'local', local: { root: bucket } });
+const log = createLogger('error');
+const FACE = path.resolve(__dirname, '../../test/fixtures/faces/astronaut.jpg');
+
+function ffmpeg(...args: string[]): void {
+  execFileSync(binaries().ffmpeg, ['-y', '-loglevel', 'error', ...args]);
+}
+
+/** A job context like the runner's, with a progress log and an abort switch. */
+function context(kind: JobKind) {
+  const controller = new AbortController();
+  const progress: Array<[string, number]> = [];
+  const scratchDir = mkdtempSync(path.join(root, 'scratch-'));
+  const id = crypto.randomUUID();
+  const ctx: JobContext = {
+    job: { id, kind, attempt: 1 }, log, signal: controller.signal, storage, scratchDir,
+    progress: (stage, fraction) => progress.push([stage, fraction]),
+    putOutput: (name, file, contentType) => storage.putFile(attemptKey(id, 1, name), file, { contentType }),
+  };
+  return { ctx, controller, progress };
+}
+
+describe('MuseTalk pipelines on the dev model set (real ffmpeg, onnxruntime, BlazeFace)', () => {
+  let pipelines: PipelineSet;
+  before(async () => {
+    const modelDir = path.join(root, 'models');
+    await writeDevModelSet(path.join(modelDir, 'musetalk'), { batchSize: 8 });
+    pipelines = musetalkPipelines();
+    await pipelines.load(new ModelLoader({ modelDir, executionProvider: 'cpu', requireRealModels: false, log }), log);
+    mkdirSync(path.join(bucket, 'uploads'), { recursive: true });
+    // 1.2 s of the astronaut photo as a 25 fps video, slowly zooming so frames differ.
+    ffmpeg('-loop', '1', '-i', FACE, '-t', '1.2', '-r', '25', '-vf', "scale=480:480,zoompan=z='1+0.002*on':d=1:s=480x480:fps=25", '-c:v', 'libx264', '-pix_fmt', 'yuv420p', path.join(bucket, 'uploads/face.mp4'));
+    ffmpeg('-f', 'lavfi', '-i', 'sine=frequency=220:sample_rate=44100:duration=2', path.join(bucket, 'uploads/speech.wav'));
+    ffmpeg('-f', 'lavfi', '-i', 'testsrc2=size=320x240:rate=25:duration=1', '-c:v', 'libx264', '-pix_fmt', 'yuv420p', path.join(bucket, 'uploads/pattern.mp4'));
+  });
+
+  test('avatar.prepare builds a bundle once and reuses it for the same parameters', async () => {
+    const first = context('avatar.prepare');
+    const result = await pipelines.handlers['avatar.prepare']!({ source: 'uploads/face.mp4', avatarId: 'astro', fps: 25, bboxShift: 0 }, first.ctx);
+    assert.deepEqual(result, { avatarId: 'astro', manifestKey: 'avatars/astro/manifest.json', frameCount: 30 });
+    assert.deepEqual(readdirSync(path.join(bucket, 'avatars/astro')).sort(), ['frames.mp4', 'latents.f32', 'manifest.json', 'masks.u8']);
+    const loop = await probe(path.join(bucket, 'avatars/astro/frames.mp4'));
+    assert.ok(Math.abs(loop.durationSec - 58 / 25) < 0.05, `the loop holds 30 + 28 frames (${loop.durationSec} s)`);
+    const again = context('avatar.prepare');
+    await pipelines.handlers['avatar.prepare']!({ source: 'uploads/face.mp4', avatarId: 'astro', fps: 25, bboxShift: 0 }, again.ctx);
+    assert.ok(!again.progress.some(([stage]) => stage === 'detect'), 'reused: nothing was detected again');
+  });
+
+  test('lipsync renders an mp4 as long as the audio, one frame per 40 ms, progress by frames', async () => {
+    const { ctx, progress } = context('lipsync');
+    const result = await pipelines.handlers.lipsync!({ avatarId: 'astro', audio: 'uploads/speech.wav' }, ctx);
+    assert.equal(result.frameCount, 50);
+    assert.equal(result.videoKey, `jobs/${ctx.job.id}/attempt-1/lipsync.mp4`);
+    const file = path.join(bucket, result.videoKey);
+    const info = await probe(file);
+    assert.equal(info.video?.codec, 'h264');
+    assert.equal(info.audio?.codec, 'aac');
+    assert.ok(Math.abs(info.durationSec - 2) <= 0.04 + 0.03, `duration ${info.durationSec} s for 2 s of audio`);
+    let frames = 0;
+    for await (const _ of decodeFrames(file, { width: 48, height: 48 })) frames++;
+    assert.equal(frames, 50);
+    assert.deepEqual(progress.filter(([s]) => s === 'render').at(-1), ['render', 1]);
+    assert.deepEqual(readdirSync(ctx.scratchDir).filter((f) => f.endsWith('.mp4') && f !== 'lipsync.mp4' && !f.startsWith('astro-')), []);
+  });
+
+  test('bad input fails with a clear code: no face, unreadable audio, unknown avatar', async () => {
+    await assert.rejects(
+      pipelines.handlers['avatar.prepare']!({ source: 'uploads/pattern.mp4', avatarId: 'pattern', fps: 25, bboxShift: 0 }, context('avatar.prepare').ctx),
+      (e: unknown) => (e as { code?: string }).code === 'no_face' && !(e as { retryable?: boolean }).retryable,
+    );
+    writeFileSync(path.join(bucket, 'uploads/noise.wav'), 'not audio at all');
+    await assert.rejects(pipelines.handlers.lipsync!({ avatarId: 'astro', audio: 'uploads/noise.wav' }, context('lipsync').ctx), (e: unknown) => e instanceof MediaError && e.code === 'media_unreadable');
+    await assert.rejects(pipelines.handlers.lipsync!({ avatarId: 'nobody', audio: 'uploads/speech.wav' }, context('lipsync').ctx), (e: unknown) => e instanceof PipelineError && e.code === 'avatar_not_found');
+  });
+
+  test('cancel mid-render stops ffmpeg and the models within a second', async () => {
+    ffmpeg('-f', 'lavfi', '-i', 'sine=frequency=220:sample_rate=44100:duration=30', path.join(bucket, 'uploads/long.wav'));
+    const { ctx, controller, progress } = context('lipsync');
+    const running = pipelines.handlers.lipsync!({ avatarId: 'astro', audio: 'uploads/long.wav' }, ctx);
+    while (!progress.some(([stage]) => stage === 'render')) await new Promise((r) => setTimeout(r, 10));
+    const at = Date.now();
+    controller.abort(new Error('cancelled'));
+    await assert.rejects(running, /cancelled/);
+    assert.ok(Date.now() - at < 1_000, `stopped ${Date.now() - at} ms after the cancel`);
+  });
+});
