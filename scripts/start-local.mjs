@@ -1,9 +1,10 @@
 // `npm start`: the fleet on this machine. Starts the orchestrator on an embedded PostgreSQL (unless
-// DATABASE_URL is set) with local keys, and prints where everything is. A local worker and a demo
-// job join here once the worker has pipelines to run (the MuseTalk pipelines).
-import { spawn } from 'node:child_process';
+// DATABASE_URL is set) with local keys, then one local worker (dev model set, local storage), and,
+// when the queue is empty, runs a demo through the public API: avatar.prepare of samples/face.jpg
+// and a lipsync of samples/speech.m4a. It prints where the finished mp4 is and keeps serving.
+import { spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -21,6 +22,90 @@ function localKeys() {
 }
 
 const keys = localKeys();
+const storageDir = path.join(dataDir, 'storage');
+const modelDir = process.env.MODEL_DIR ?? path.join(dataDir, 'models');
+const children = [];
+
+/** Prefixes a child's lines, so the orchestrator's and the worker's logs stay apart. */
+function relay(stream, prefix, onLine) {
+  let rest = '';
+  stream.on('data', (chunk) => {
+    const lines = (rest + chunk.toString()).split('\n');
+    rest = lines.pop() ?? '';
+    for (const line of lines) {
+      process.stdout.write(`${prefix}${line}\n`);
+      onLine?.(line);
+    }
+  });
+}
+
+/** The dev model set, written once into .data/models unless real models are there. */
+function ensureModels() {
+  if (existsSync(path.join(modelDir, 'musetalk', 'metadata.json'))) return;
+  const made = spawnSync(process.execPath, [path.join(root, 'worker/dist/src/cli/models-dev.js'), '--dir', modelDir], { stdio: 'inherit' });
+  if (made.status !== 0) throw new Error('could not write the dev model set');
+}
+
+function startWorker(url) {
+  ensureModels();
+  mkdirSync(path.join(storageDir, 'samples'), { recursive: true });
+  for (const file of ['face.jpg', 'speech.m4a']) copyFileSync(path.join(root, 'samples', file), path.join(storageDir, 'samples', file));
+  const worker = spawn(process.execPath, [path.join(root, 'worker/dist/src/main.js')], {
+    cwd: root,
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: {
+      ...process.env,
+      WORKER_MODE: 'buffer', ORCHESTRATOR_BASE_URL: url, INTERNAL_API_KEY: env.INTERNAL_API_KEY,
+      STORAGE_DRIVER: 'local', LOCAL_STORAGE_DIR: storageDir, MODEL_DIR: modelDir,
+      WORKER_PROVIDER: 'local', GPU_CLASS: process.env.GPU_CLASS ?? 'local',
+      // A CPU machine has no nvidia-smi to say how much VRAM it has; declare enough for both kinds.
+      GPU_VRAM_GB: process.env.GPU_VRAM_GB ?? '8', EXECUTION_PROVIDER: process.env.EXECUTION_PROVIDER ?? 'cpu',
+      WORKER_PORT: process.env.WORKER_PORT ?? '0',
+    },
+  });
+  children.push(worker);
+  relay(worker.stderr, '[worker] ');
+  relay(worker.stdout, '[worker] ', (line) => {
+    if (/ INFO  ready /.test(line)) void demo(url).catch((error) => process.stdout.write(`demo failed: ${error.message}\n`));
+  });
+  worker.on('exit', (code) => process.stdout.write(`[worker] exited with ${code}\n`));
+}
+
+async function api(url, method, route, body) {
+  const res = await fetch(`${url}${route}`, {
+    method,
+    headers: { Authorization: `Bearer ${keys.product}`, 'Content-Type': 'application/json' },
+    body: body && JSON.stringify(body),
+  });
+  const json = await res.json();
+  if (!res.ok) throw new Error(`${method} ${route}: ${res.status} ${json.error?.message ?? ''}`);
+  return json;
+}
+
+/** Waits for a job to end, a minute at a time (the API's longest wait). */
+async function finished(url, id) {
+  for (;;) {
+    const job = await api(url, 'GET', `/v1/jobs/${id}?waitMs=60000`);
+    if (['succeeded', 'failed', 'cancelled'].includes(job.state)) return job;
+  }
+}
+
+/** The demo, when nothing else is queued: prepare the sample face, then lip-sync the sample speech. */
+async function demo(url) {
+  if (process.env.API_KEYS) return; // the local product key is not one of yours
+  const queued = await api(url, 'GET', '/v1/jobs?state=queued&limit=1');
+  if (queued.items.length > 0) return;
+  process.stdout.write('\ndemo: avatar.prepare of samples/face.jpg, then lipsync of samples/speech.m4a\n');
+  const started = Date.now();
+  const prepare = await finished(url, (await api(url, 'POST', '/v1/jobs', { kind: 'avatar.prepare', input: { source: 'samples/face.jpg', avatarId: 'demo' } })).id);
+  if (prepare.state !== 'succeeded') throw new Error(`avatar.prepare ${prepare.state}: ${prepare.error?.message}`);
+  const job = await finished(url, (await api(url, 'POST', '/v1/jobs', { kind: 'lipsync', input: { avatarId: 'demo', audio: 'samples/speech.m4a' } })).id);
+  if (job.state !== 'succeeded') throw new Error(`lipsync ${job.state}: ${job.error?.message}`);
+  process.stdout.write(
+    `\ndemo finished in ${((Date.now() - started) / 1000).toFixed(1)} s: ${path.join(storageDir, job.result.videoKey)}\n` +
+      `  (${job.result.frameCount} frames, ${job.result.durationSec} s; the dev model set draws a placeholder mouth, not real lip-sync)\n\n`,
+  );
+}
 const env = {
   ...process.env,
   API_KEYS: process.env.API_KEYS ?? `local:${keys.product}`,
@@ -29,12 +114,14 @@ const env = {
 };
 // A larger young generation: the request path allocates a lot, and scavenges were ~13 % of its CPU.
 const child = spawn(process.execPath, ['--max-semi-space-size=32', path.join(root, 'orchestrator/dist/src/main.js')], { cwd: root, env, stdio: ['ignore', 'pipe', 'inherit'] });
+children.push(child);
 let announced = false;
 child.stdout.on('data', (chunk) => {
   process.stdout.write(chunk);
   const match = !announced && /orchestrator listening on (http:\/\/\S+)/.exec(chunk.toString());
   if (!match) return;
   announced = true;
+  if (process.env.LOCAL_WORKER !== '0') startWorker(match[1]);
   const url = match[1];
   const productKey = process.env.API_KEYS ? '<a key from API_KEYS>' : keys.product;
   process.stdout.write(
@@ -49,10 +136,13 @@ child.stdout.on('data', (chunk) => {
       '',
       'Try it:',
       `  curl -s -X POST ${url}/v1/jobs -H 'Authorization: Bearer ${productKey}' -H 'Content-Type: application/json' \\`,
-      `    -d '{"kind":"lipsync","input":{"avatarId":"demo","audio":"https://example.com/speech.wav"}}'`,
+      `    -d '{"kind":"lipsync","input":{"avatarId":"demo","audio":"samples/speech.m4a"}}'`,
       '',
     ].join('\n'),
   );
 });
-for (const signal of ['SIGINT', 'SIGTERM']) process.on(signal, () => child.kill(signal));
-child.on('exit', (code, signal) => process.exit(code ?? (signal ? 1 : 0)));
+for (const signal of ['SIGINT', 'SIGTERM']) process.on(signal, () => children.forEach((c) => c.kill(signal)));
+child.on('exit', (code, signal) => {
+  children.forEach((c) => c.kill('SIGTERM'));
+  process.exit(code ?? (signal ? 1 : 0));
+});

@@ -91,13 +91,16 @@ export class ModelLoader {
     // one at a time per job, so they share the rest rather than fight over it.
     const base: ort.InferenceSession.SessionOptions = {
       graphOptimizationLevel: 'all',
+      // onnxruntime's own warnings (unused initializers and the like) are noise in a worker's log.
+      logSeverityLevel: 3,
       intraOpNumThreads: this.options.threads ?? Math.max(1, os.availableParallelism() - 1),
       interOpNumThreads: 1,
     };
     if (this.chosen) return ort.InferenceSession.create(file, { ...base, executionProviders: [this.chosen] });
     if (this.options.executionProvider !== 'cpu') {
       try {
-        const session = await ort.InferenceSession.create(file, { ...base, executionProviders: ['cuda'] });
+        // Fatal-only while probing: the failure is expected on CPU hosts and reported below in one line.
+        const session = await ort.InferenceSession.create(file, { ...base, logSeverityLevel: 4, executionProviders: ['cuda'] });
         this.chosen = 'cuda';
         return session;
       } catch (error) {
