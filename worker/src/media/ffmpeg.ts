@@ -139,15 +139,24 @@ export async function* decodeFrames(
   });
   const unhook = killOnAbort(cmd, options.signal);
   const out = cmd.pipe() as Readable;
-  let pending: Buffer | undefined;
+  // Chunks (64 KB pipe reads) are copied once into the frame being filled; a frame is yielded
+  // whole and its buffer not reused, since the consumer may keep it.
+  let frame = Buffer.allocUnsafe(frameBytes);
+  let filled = 0;
   try {
     for await (const chunk of out as AsyncIterable<Buffer>) {
-      let data = pending ? Buffer.concat([pending, chunk]) : chunk;
-      while (data.length >= frameBytes) {
-        yield data.subarray(0, frameBytes);
-        data = data.subarray(frameBytes);
+      let offset = 0;
+      while (offset < chunk.length) {
+        const n = Math.min(frameBytes - filled, chunk.length - offset);
+        chunk.copy(frame, filled, offset, offset + n);
+        filled += n;
+        offset += n;
+        if (filled === frameBytes) {
+          yield frame;
+          frame = Buffer.allocUnsafe(frameBytes);
+          filled = 0;
+        }
       }
-      pending = data.length ? Buffer.from(data) : undefined;
     }
     await finished; // the output ended: wait for ffmpeg's verdict (a kill or a decode error)
     if (failure) throw failure;
@@ -162,7 +171,7 @@ export async function decodeImage(file: string, signal?: AbortSignal): Promise<{
   const info = await probe(file);
   if (!info.video) throw new MediaError('no_video', 'the source has no image or video stream');
   const { width, height } = info.video;
-  for await (const frame of decodeFrames(file, { width, height, maxFrames: 1, signal })) return { rgb: Buffer.from(frame), width, height };
+  for await (const frame of decodeFrames(file, { width, height, maxFrames: 1, signal })) return { rgb: frame, width, height };
   throw new MediaError('no_video', 'the source has no decodable frame');
 }
 

@@ -17,7 +17,7 @@ export async function* reversedFrames(
     // way the time rounds, and frame start-1 is before it.
     const startSec = start === 0 ? 0 : (start - 0.5) / options.fps;
     for await (const frame of decodeFrames(file, { width: options.width, height: options.height, startSec, maxFrames: end - start, signal: options.signal })) {
-      frames.push(Buffer.from(frame));
+      frames.push(frame);
     }
     if (frames.length !== end - start) throw new Error(`expected ${end - start} frames from frame ${start}, decoded ${frames.length}`);
     for (let i = frames.length - 1; i >= 0; i--) yield frames[i]!;

@@ -76,7 +76,7 @@ export async function lipsync(input: LipsyncInput, models: PrepareModels, ctx: J
       let index = 0;
       while (index < total) {
         for await (const frame of decodeFrames(bundle.framesFile, { width, height, maxFrames: total - index, signal: ctx.signal })) {
-          await decoded.push({ index, frame: Buffer.from(frame) });
+          await decoded.push({ index, frame });
           index++;
         }
       }
