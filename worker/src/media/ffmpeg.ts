@@ -217,7 +217,10 @@ export function startEncoder(options: {
       if (input.write(frame)) return Promise.resolve();
       return new Promise((resolve, reject) => {
         const onDrain = () => { input.off('close', onClose); resolve(); };
-        const onClose = () => { input.off('drain', onDrain); reject(new MediaError('ffmpeg_failed', 'the encoder stopped taking frames', true)); };
+        const onClose = () => {
+          input.off('drain', onDrain);
+          reject(options.signal?.aborted ? options.signal.reason : new MediaError('ffmpeg_failed', 'the encoder stopped taking frames', true));
+        };
         input.once('drain', onDrain);
         input.once('close', onClose);
       });

@@ -118,7 +118,8 @@ export async function lipsync(input: LipsyncInput, models: PrepareModels, ctx: J
     },
   ]).catch(async (error: unknown) => {
     await encoder.finish().catch(() => undefined);
-    throw error;
+    // Stopped from outside: every stage fails in its own way; the abort is the one reason.
+    throw ctx.signal.aborted ? ctx.signal.reason : error;
   });
   await encoder.finish();
   ctx.progress('upload', 0);
