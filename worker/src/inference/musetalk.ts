@@ -68,8 +68,18 @@ class Net {
   }
 }
 
+/** What the pipelines need from the networks (a benchmark can stand in for them). */
+export interface MuseTalkNetworks {
+  readonly version: string;
+  readonly batchSize: number;
+  vaeEncode(images: Float32Array, n: number): Promise<Float32Array>;
+  unet(latents: Float32Array, audio: Float32Array, n: number): Promise<Float32Array>;
+  vaeDecode(latents: Float32Array, n: number): Promise<Float32Array>;
+  whisper(mel: Float32Array): Promise<Float32Array>;
+}
+
 /** The four MuseTalk networks, loaded once per worker and warmed before it reports ready. */
-export class MuseTalkModels {
+export class MuseTalkModels implements MuseTalkNetworks {
   private constructor(
     private readonly unetNet: Net,
     private readonly encoderNet: Net,

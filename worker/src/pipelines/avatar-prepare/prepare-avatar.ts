@@ -2,7 +2,7 @@ import path from 'node:path';
 import { mkdir, rm } from 'node:fs/promises';
 import type { AvatarPrepareResult } from '@avatar-fleet/contracts';
 import { scaleFaceBox, type FaceBox, type FaceDetector } from '../../inference/face-detector';
-import { VAE_SCALE, type MuseTalkModels } from '../../inference/musetalk';
+import { VAE_SCALE, type MuseTalkNetworks } from '../../inference/musetalk';
 import { decodeFrames, MediaError, probe, startEncoder } from '../../media/ffmpeg';
 import { fetchMedia } from '../../media/fetch-media';
 import { reversedFrames } from '../../media/ping-pong';
@@ -20,7 +20,7 @@ export const MAX_SOURCE_FRAMES = 1_500;
 const DETECT_WIDTH = 640;
 
 export interface PrepareModels {
-  musetalk: MuseTalkModels;
+  musetalk: MuseTalkNetworks;
   faces: FaceDetector;
 }
 

@@ -23,7 +23,9 @@ interface Decoded {
 }
 
 interface Generated extends Decoded {
-  face: Uint8Array;
+  /** The batch's decoded faces [n,3,256,256] in [-1,1]; this frame's starts at `offset`. */
+  faces: Float32Array;
+  offset: number;
 }
 
 /** The bundle to animate: the named avatar (rebuilt if made for other weights), or the job's source video prepared inline. */
@@ -82,36 +84,52 @@ export async function lipsync(input: LipsyncInput, models: PrepareModels, ctx: J
       }
       decoded.close();
     },
-    // Inference: batches of frames through the UNet and the VAE decoder.
+    // Inference: batches through the UNet and the VAE decoder, one batch always in flight while
+    // the previous one's results are handed on, so the GPU does not wait on this loop.
     async () => {
-      const latents = new Float32Array(batchSize * LATENT_SIZE);
-      const prompts = new Float32Array(batchSize * PROMPT);
       let batch: Decoded[] = [];
-      const run = async () => {
-        batch.forEach((item, k) => {
+      let inFlight: Promise<void> | undefined;
+      const launch = (items: Decoded[]) => {
+        const latents = new Float32Array(items.length * LATENT_SIZE);
+        const prompts = new Float32Array(items.length * PROMPT);
+        items.forEach((item, k) => {
           const src = sourceFrame(item.index, manifest.frameCount);
           latents.set(bundle.latents.subarray(src * LATENT_SIZE, (src + 1) * LATENT_SIZE), k * LATENT_SIZE);
-          prompts.set(audioPromptFor(features, item.index, fps), k * PROMPT);
+          audioPromptFor(features, item.index, fps, prompts.subarray(k * PROMPT, (k + 1) * PROMPT));
         });
-        const out = await musetalk.unet(latents, prompts, batch.length);
-        const images = await musetalk.vaeDecode(out, batch.length);
-        for (let k = 0; k < batch.length; k++) await generated.push({ ...batch[k]!, face: fromNchw(images, CROP_SIZE, k * IMAGE) });
-        batch = [];
+        const images = musetalk.unet(latents, prompts, items.length).then((out) => musetalk.vaeDecode(out, items.length));
+        const previous = inFlight;
+        inFlight = (async () => {
+          const faces = await images;
+          await previous; // hand results on in frame order
+          for (let k = 0; k < items.length; k++) await generated.push({ ...items[k]!, faces, offset: k * IMAGE });
+        })();
+        // Awaited later (by the next launch or the end); marked handled now so a failure in between
+        // is not an unhandled rejection.
+        inFlight.catch(() => undefined);
+        // The batch before this one must be handed on before a third is launched: two in flight at most.
+        return previous;
       };
       for await (const item of decoded) {
         batch.push(item);
-        if (batch.length === batchSize) await run();
+        if (batch.length === batchSize) {
+          await launch(batch);
+          batch = [];
+        }
       }
-      if (batch.length) await run();
+      if (batch.length) await launch(batch);
+      await inFlight;
       generated.close();
     },
     // Compose and encode, in frame order.
     async () => {
       let done = 0;
+      const face = new Uint8Array(CROP_SIZE * CROP_SIZE * 3);
       for await (const item of generated) {
         const src = sourceFrame(item.index, manifest.frameCount);
         const [x, y, size] = manifest.boxes[src]!;
-        pasteFace(item.frame, width, height, item.face, bundle.masks.subarray(src * MASK_SIZE, (src + 1) * MASK_SIZE), CROP_SIZE, { x, y, size });
+        fromNchw(item.faces, CROP_SIZE, item.offset, face);
+        pasteFace(item.frame, width, height, face, bundle.masks.subarray(src * MASK_SIZE, (src + 1) * MASK_SIZE), CROP_SIZE, { x, y, size });
         await encoder.write(item.frame);
         if (++done % 10 === 0 || done === total) ctx.progress('render', done / total, `${done} of ${total} frames`);
       }
