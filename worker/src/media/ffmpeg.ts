@@ -196,6 +196,8 @@ export function startEncoder(options: {
   codec?: 'libx264' | 'h264_nvenc';
   /** Scales the output to this height (width follows, kept even). */
   outputHeight?: number;
+  /** libx264 tuning; `fastdecode` for a video that is decoded again and again (the avatar loop). */
+  tune?: 'fastdecode';
   signal?: AbortSignal;
 }): VideoEncoder {
   const input = new PassThrough({ highWaterMark: options.width * options.height * 3 * 2 });
@@ -206,7 +208,7 @@ export function startEncoder(options: {
   const codec = options.codec ?? 'libx264';
   cmd.outputOptions([
     '-map', '0:v:0', ...(options.audio ? ['-map', '1:a:0', '-c:a', 'aac', '-b:a', '128k'] : []),
-    '-c:v', codec, ...(codec === 'libx264' ? ['-preset', 'veryfast', '-crf', String(options.crf ?? 20)] : ['-cq', String(options.crf ?? 23)]),
+    '-c:v', codec, ...(codec === 'libx264' ? ['-preset', 'veryfast', '-crf', String(options.crf ?? 20), ...(options.tune ? ['-tune', options.tune] : [])] : ['-cq', String(options.crf ?? 23)]),
     '-pix_fmt', 'yuv420p', '-movflags', '+faststart',
   ]);
   if (options.outputHeight) cmd.videoFilters(`scale=-2:${options.outputHeight}`);

@@ -78,7 +78,8 @@ export async function prepareAvatar(request: PrepareRequest, models: PrepareMode
   // near-lossless copy to read backward from.
   const loopFile = path.join(dir, 'frames.mp4');
   const forwardFile = path.join(dir, 'forward.mp4');
-  const loop = startEncoder({ output: loopFile, width, height, fps: request.fps, crf: 14, signal: ctx.signal });
+  // Every lipsync of this avatar decodes the loop again: make it cheap to decode.
+  const loop = startEncoder({ output: loopFile, width, height, fps: request.fps, crf: 14, tune: 'fastdecode', signal: ctx.signal });
   const forward = frameCount > 2 ? startEncoder({ output: forwardFile, width, height, fps: request.fps, crf: 0, signal: ctx.signal }) : undefined;
   const batch = models.musetalk.batchSize;
   const latents = new Float32Array(frameCount * LATENT_SIZE);
