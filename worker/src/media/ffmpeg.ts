@@ -1,5 +1,6 @@
 import { PassThrough, type Readable, type Writable } from 'node:stream';
 import ffmpeg from 'fluent-ffmpeg';
+import { PipelineError } from '../pipelines/pipeline';
 
 /**
  * The one place the worker talks to ffmpeg (through fluent-ffmpeg, unmaintained upstream since
@@ -8,13 +9,11 @@ import ffmpeg from 'fluent-ffmpeg';
  */
 
 /** A media problem a job reports as its failure. `retryable` only when another attempt may succeed. */
-export class MediaError extends Error {
-  constructor(
-    readonly code: 'media_unreadable' | 'no_audio' | 'no_video' | 'media_too_long' | 'ffmpeg_failed',
-    message: string,
-    readonly retryable = false,
-  ) {
-    super(message);
+export class MediaError extends PipelineError {
+  declare readonly code: 'media_unreadable' | 'no_audio' | 'no_video' | 'media_too_long' | 'ffmpeg_failed';
+
+  constructor(code: MediaError['code'], message: string, retryable = false) {
+    super(code, message, retryable);
     this.name = 'MediaError';
   }
 }

@@ -1,0 +1,75 @@
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { copyFileSync, mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { useOrchestrator } from '@avatar-fleet/orchestrator/dist/test/helpers/orchestrator-suite';
+import { INTERNAL_KEY } from '@avatar-fleet/orchestrator/dist/test/helpers/orchestrator-process';
+import { eventually, lane } from '@avatar-fleet/orchestrator/dist/test/helpers/fixtures';
+import { writeDevModelSet } from '../src/inference/dev-models';
+import { probe } from '../src/media/ffmpeg';
+import { FAST_FLEET } from './helpers/fleet-fixture';
+
+const MAIN = path.resolve(__dirname, '../src/main.js');
+const SAMPLES = path.resolve(__dirname, '../../../samples');
+
+describe('the production worker (main.js, MuseTalk pipelines on the dev model set) as a real process', () => {
+  const suite = useOrchestrator(FAST_FLEET);
+  const root = mkdtempSync(path.join(os.tmpdir(), 'prod-worker-'));
+  const storageDir = path.join(root, 'storage');
+  const gpuClass = lane();
+  let output = '';
+  let worker: ReturnType<typeof spawn> | undefined;
+
+  before(async () => {
+    await writeDevModelSet(path.join(root, 'models', 'musetalk'));
+    mkdirSync(path.join(storageDir, 'uploads'), { recursive: true });
+    copyFileSync(path.join(SAMPLES, 'face.jpg'), path.join(storageDir, 'uploads/face.jpg'));
+    copyFileSync(path.join(SAMPLES, 'speech.m4a'), path.join(storageDir, 'uploads/speech.m4a'));
+    writeFileSync(path.join(storageDir, 'uploads/broken.m4a'), 'not audio');
+    worker = spawn(process.execPath, [MAIN], {
+      env: {
+        PATH: process.env.PATH ?? '', WORKER_MODE: 'buffer', ORCHESTRATOR_BASE_URL: suite.orch.url, INTERNAL_API_KEY: INTERNAL_KEY,
+        GPU_CLASS: gpuClass, GPU_VRAM_GB: '8', STORAGE_DRIVER: 'local', LOCAL_STORAGE_DIR: storageDir, MODEL_DIR: path.join(root, 'models'),
+        EXECUTION_PROVIDER: 'cpu', WORKER_PORT: '0', WORKER_PROVIDER: 'local',
+      },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    worker.stdout!.on('data', (d: Buffer) => (output += d));
+    worker.stderr!.on('data', (d: Buffer) => (output += d));
+    await eventually(async () => (/ INFO  ready /.test(output) ? true : undefined), 30_000);
+  });
+  after(() => {
+    worker?.kill('SIGKILL');
+  });
+
+  const run = async (kind: 'avatar.prepare' | 'lipsync', input: Record<string, unknown>) => {
+    const { id } = await suite.fleet.createJob({ kind, input, requirements: { gpuClass } } as never);
+    return eventually(async () => {
+      const job = await suite.fleet.getJob(id, { waitMs: 5_000 });
+      return ['succeeded', 'failed', 'cancelled'].includes(job.state) ? job : undefined;
+    }, 60_000);
+  };
+
+  test('bad jobs fail with a clear code and the worker goes on to finish the good ones', async () => {
+    const unknown = await run('lipsync', { avatarId: 'nobody', audio: 'uploads/speech.m4a' });
+    assert.equal(unknown.state, 'failed');
+    assert.equal(unknown.error?.code, 'avatar_not_found', JSON.stringify(unknown.error));
+    assert.equal(unknown.attempt, 1, 'not retried: another attempt would fail the same way');
+
+    const prepared = await run('avatar.prepare', { source: 'uploads/face.jpg', avatarId: 'astro' });
+    assert.equal(prepared.state, 'succeeded', JSON.stringify(prepared.error));
+
+    const broken = await run('lipsync', { avatarId: 'astro', audio: 'uploads/broken.m4a' });
+    assert.equal(broken.state, 'failed');
+    assert.equal(broken.error?.code, 'media_unreadable', JSON.stringify(broken.error));
+
+    const done = await run('lipsync', { avatarId: 'astro', audio: 'uploads/speech.m4a' });
+    assert.equal(done.state, 'succeeded', JSON.stringify(done.error));
+    const info = await probe(path.join(storageDir, String(done.result!.videoKey)));
+    assert.ok(Math.abs(info.durationSec - 6.57) < 0.1, `the mp4 lasts as long as the speech (${info.durationSec} s)`);
+    assert.equal(worker!.exitCode, null, 'the worker is still running');
+    assert.match(output, /musetalk models warmed/);
+  });
+});
