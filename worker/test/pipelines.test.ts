@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { before, describe, test } from 'node:test';
@@ -62,6 +62,19 @@ describe('MuseTalk pipelines on the dev model set (real ffmpeg, onnxruntime, Bla
     const again = context('avatar.prepare');
     await pipelines.handlers['avatar.prepare']!({ source: 'uploads/face.mp4', avatarId: 'astro', fps: 25, bboxShift: 0 }, again.ctx);
     assert.ok(!again.progress.some(([stage]) => stage === 'detect'), 'reused: nothing was detected again');
+  });
+
+  test('a face too small for BlazeFace in the whole wide frame is found in a tile', async () => {
+    // The photo at 600 px in a black 1280x720 frame: the face, ~150 px wide, is ~15 px in the
+    // letterboxed 128 px view of the whole frame (too small) and ~27 px in a tile's.
+    ffmpeg('-i', FACE, '-vf', 'scale=600:600,pad=1280:720:340:60', path.join(bucket, 'uploads/wide.png'));
+    const { ctx } = context('avatar.prepare');
+    const result = await pipelines.handlers['avatar.prepare']!({ source: 'uploads/wide.png', avatarId: 'wide', fps: 25, bboxShift: 0 }, ctx);
+    assert.equal(result.frameCount, 1);
+    const manifest = JSON.parse(readFileSync(path.join(bucket, 'avatars/wide/manifest.json'), 'utf8')) as { boxes: number[][] };
+    const [x, y, size] = manifest.boxes[0]!;
+    assert.ok(x! >= 340 && x! + size! <= 940 && y! >= 60 && y! + size! <= 660, `the crop ${manifest.boxes[0]} lies on the photo`);
+    assert.ok(size! > 100 && size! < 400, `a face-sized crop (${size} px)`);
   });
 
   test('lipsync renders an mp4 as long as the audio, one frame per 40 ms, progress by frames', async () => {

@@ -34,6 +34,31 @@ export interface PrepareRequest {
 const even = (n: number) => Math.max(2, Math.round(n / 2) * 2);
 
 /**
+ * BlazeFace (short range) sees the frame letterboxed to 128 px, so in a wide shot a face can be too
+ * small for it. When the whole frame shows no face, square tiles across the long side are tried,
+ * each seen at 128 px: a face a sixth of a 16:9 frame's height is found this way.
+ */
+async function detectFaces(detector: FaceDetector, rgb: Uint8Array, width: number, height: number): Promise<FaceBox[]> {
+  const whole = await detector.detect(rgb, width, height);
+  if (whole.length > 0 || width === height) return whole;
+  const side = Math.min(width, height);
+  const long = Math.max(width, height);
+  const tiles = Math.ceil(long / side) + 1; // overlapping, so a face on a seam is whole in one tile
+  const step = (long - side) / (tiles - 1);
+  const tile = new Uint8Array(side * side * 3);
+  const found: FaceBox[] = [];
+  for (let t = 0; t < tiles; t++) {
+    const offset = Math.round(t * step);
+    const [ox, oy] = width > height ? [offset, 0] : [0, offset];
+    for (let y = 0; y < side; y++) tile.set(rgb.subarray(((oy + y) * width + ox) * 3, ((oy + y) * width + ox + side) * 3), y * side * 3);
+    for (const face of await detector.detect(tile, side, side)) {
+      found.push({ ...face, x: face.x + ox, y: face.y + oy, keypoints: face.keypoints.map(([kx, ky]) => [kx + ox, ky + oy] as [number, number]) });
+    }
+  }
+  return found.sort((a, b) => b.score - a.score);
+}
+
+/**
  * Builds (or reuses) the avatar bundle for `request`: face boxes from BlazeFace on every frame,
  * smoothed; 256x256 crops VAE-encoded masked and whole; blend masks; the frames as a video that
  * plays forward then backward. A bundle made with the same parameters and model version is reused.
@@ -61,7 +86,7 @@ export async function prepareAvatar(request: PrepareRequest, models: PrepareMode
   const detections: FaceBox[][] = [];
   for await (const frame of decodeFrames(source, { width: dw, height: dh, fps: request.fps, signal: ctx.signal })) {
     if (detections.length >= MAX_SOURCE_FRAMES) throw new MediaError('media_too_long', `the source is longer than ${MAX_SOURCE_FRAMES} frames at ${request.fps} fps`);
-    detections.push((await models.faces.detect(frame, dw, dh)).map((face) => scaleFaceBox(face, 1 / scale)));
+    detections.push((await detectFaces(models.faces, frame, dw, dh)).map((face) => scaleFaceBox(face, 1 / scale)));
     if (detections.length % 10 === 0) ctx.progress('detect', Math.min(0.99, detections.length / MAX_SOURCE_FRAMES));
   }
   if (detections.length === 0) throw new MediaError('no_video', 'the source has no decodable frame');
