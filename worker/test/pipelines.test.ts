@@ -94,6 +94,19 @@ describe('MuseTalk pipelines on the dev model set (real ffmpeg, onnxruntime, Bla
     assert.deepEqual(readdirSync(ctx.scratchDir).filter((f) => f.endsWith('.mp4') && f !== 'lipsync.mp4' && !f.startsWith('astro-')), []);
   });
 
+  test('memory does not grow with the length of the video: 4 s and 40 s of speech peak within 15 %', async () => {
+    ffmpeg('-f', 'lavfi', '-i', 'sine=frequency=180:sample_rate=16000:duration=4', path.join(bucket, 'uploads/short.wav'));
+    ffmpeg('-f', 'lavfi', '-i', 'sine=frequency=180:sample_rate=16000:duration=40', path.join(bucket, 'uploads/ten-times.wav'));
+    const peak = (audio: string) => {
+      const out = execFileSync(process.execPath, [path.resolve(__dirname, 'fixtures/lipsync-rss.js'), root, 'astro', audio], { encoding: 'utf8' });
+      return JSON.parse(out.trim().split('\n').at(-1)!) as { frames: number; peakMb: number };
+    };
+    const short = peak('uploads/short.wav');
+    const long = peak('uploads/ten-times.wav');
+    assert.deepEqual([short.frames, long.frames], [100, 1000]);
+    assert.ok(long.peakMb <= short.peakMb * 1.15, `peak RSS ${short.peakMb.toFixed(0)} MB for 100 frames, ${long.peakMb.toFixed(0)} MB for 1000`);
+  });
+
   test('bad input fails with a clear code: no face, unreadable audio, unknown avatar', async () => {
     await assert.rejects(
       pipelines.handlers['avatar.prepare']!({ source: 'uploads/pattern.mp4', avatarId: 'pattern', fps: 25, bboxShift: 0 }, context('avatar.prepare').ctx),
