@@ -61,6 +61,7 @@ export async function lipsync(input: LipsyncInput, models: PrepareModels, ctx: J
     hidden.push(await musetalk.whisper(window));
   }
   const features = concatSegments(hidden, samples.length);
+  hidden.length = 0; // the per-window copies are not needed once joined
   const fps = manifest.params.fps;
   const total = videoFrameCount(samples.length, fps);
   if (total === 0) throw new PipelineError('no_audio', 'the audio is shorter than one video frame');
