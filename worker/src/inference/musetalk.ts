@@ -45,8 +45,9 @@ class Net {
 
   /** Runs `n` items whose per-item inputs are `sizes` long; returns the first output, `outSize` per item, as float32. */
   async run(n: number, inputs: Record<string, { data: Float32Array; size: number; shape: number[] }>, outSize: number, extra: Record<string, ort.Tensor> = {}): Promise<Float32Array> {
-    const out = new Float32Array(n * outSize);
     const step = this.fixedBatch ?? n;
+    if (step === n) return this.runWhole(n, inputs, outSize, extra);
+    const out = new Float32Array(n * outSize);
     for (let start = 0; start < n; start += step) {
       const count = Math.min(step, n - start);
       const batch = this.fixedBatch ?? count;
@@ -65,6 +66,25 @@ class Net {
       out.set(data.subarray(0, count * outSize), start * outSize);
     }
     return out;
+  }
+
+  /**
+   * The common case, one call with exactly the model's batch: inputs go in and the output comes out
+   * without copies (a frame batch is megabytes, and copies were a large share of the garbage).
+   */
+  private async runWhole(n: number, inputs: Record<string, { data: Float32Array; size: number; shape: number[] }>, outSize: number, extra: Record<string, ort.Tensor>): Promise<Float32Array> {
+    const feeds: Record<string, ort.Tensor> = { ...extra };
+    for (const [name, input] of Object.entries(inputs)) {
+      const data = input.data.length === n * input.size ? input.data : input.data.subarray(0, n * input.size);
+      feeds[name] = this.typeOf(name) === 'float16'
+        ? new ort.Tensor('float16', toHalfArray(data), [n, ...input.shape])
+        : new ort.Tensor('float32', data, [n, ...input.shape]);
+    }
+    const results = await this.session.run(feeds);
+    const first = results[this.session.outputNames[0]!];
+    if (!first) throw new Error(`${this.name}: no output`);
+    const data = first.type === 'float16' ? fromHalfArray(first.data as Uint16Array) : (first.data as Float32Array);
+    return data.length === n * outSize ? data : data.subarray(0, n * outSize);
   }
 }
 
