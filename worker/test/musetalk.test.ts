@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import * as ort from 'onnxruntime-node';
 import os from 'node:os';
 import path from 'node:path';
 import { describe, test } from 'node:test';
@@ -7,6 +8,7 @@ import { writeDevModelSet } from '../src/inference/dev-models';
 import { ModelLoader } from '../src/inference/model-loader';
 import { MuseTalkModels } from '../src/inference/musetalk';
 import { createLogger } from '../src/runtime/logger';
+import { reluModel } from './helpers/tiny-onnx';
 
 const log = createLogger('error');
 
@@ -15,6 +17,23 @@ async function load(precision: 'fp32' | 'fp16', batchSize: number | null): Promi
   await writeDevModelSet(path.join(modelDir, 'musetalk'), { precision, batchSize });
   return MuseTalkModels.load(new ModelLoader({ modelDir, executionProvider: 'cpu', requireRealModels: false, log }), log);
 }
+
+describe('execution providers', () => {
+  test('tensorrt falls back to CUDA and then the CPU, saying so; cuda asked for explicitly fails instead', async () => {
+    const modelDir = mkdtempSync(path.join(os.tmpdir(), 'ep-'));
+    writeFileSync(path.join(modelDir, 'relu.onnx'), reluModel());
+    const lines: string[] = [];
+    const recorder = { ...log, warn: (m: string) => void lines.push(m) };
+    const loader = new ModelLoader({ modelDir, executionProvider: 'tensorrt', requireRealModels: false, log: recorder });
+    const session = await loader.session('relu.onnx');
+    assert.equal(loader.executionProvider, 'cpu');
+    assert.deepEqual(lines, ['TensorRT execution provider unavailable; using CUDA', 'CUDA execution provider unavailable; using CPU']);
+    const out = await session.run({ x: new ort.Tensor('float32', Float32Array.from([-1, 2, -3, 4]), [1, 4]) });
+    assert.deepEqual(Array.from(out.y!.data as Float32Array), [0, 2, 0, 4]);
+    const strict = new ModelLoader({ modelDir, executionProvider: 'cuda', requireRealModels: false, log });
+    await assert.rejects(strict.session('relu.onnx'), /EXECUTION_PROVIDER=cuda but the CUDA provider failed to load/);
+  });
+});
 
 describe('MuseTalk networks wrapper', () => {
   test('a fixed-batch fp16 export: any number of frames, padded and trimmed, float32 in and out', async () => {

@@ -67,8 +67,8 @@ export class WorkerEnv {
   @ValidateIf((e: WorkerEnv) => e.syncEnabled()) @Matches(/^[A-Za-z0-9._-]+(,[A-Za-z0-9._-]+)*$/, { message: 'MODEL_SYNC_SOURCES is required when MODEL_SYNC_ENABLED=true: comma-separated folder names, no spaces' }) MODEL_SYNC_SOURCES?: string;
   /** Refuse to start on a dev model set (a missing model file is refused either way). */
   @IsOptional() @IsIn(['true', 'false'], { message: `REQUIRE_REAL_MODELS ${BOOL_HINT}` }) REQUIRE_REAL_MODELS?: string;
-  /** auto (CUDA when it loads, else CPU) | cuda | cpu. */
-  @IsOptional() @IsIn(['auto', 'cuda', 'cpu'], { message: 'EXECUTION_PROVIDER must be auto, cuda or cpu' }) EXECUTION_PROVIDER?: string;
+  /** auto (CUDA when it loads, else CPU) | tensorrt (TensorRT, else CUDA, else CPU) | cuda (or fail) | cpu. */
+  @IsOptional() @IsIn(['auto', 'tensorrt', 'cuda', 'cpu'], { message: 'EXECUTION_PROVIDER must be auto, tensorrt, cuda or cpu' }) EXECUTION_PROVIDER?: string;
 
   /** vast | salad | runpod | local | other; guessed from the host's own variables when absent. */
   @IsOptional() @IsIn(PROVIDERS, { message: `WORKER_PROVIDER must be one of ${PROVIDERS.join(', ')}` }) WORKER_PROVIDER?: string;
@@ -112,7 +112,7 @@ export interface WorkerConfig {
   modelDir: string;
   modelSync?: ModelSyncSettings;
   requireRealModels: boolean;
-  executionProvider: 'auto' | 'cuda' | 'cpu';
+  executionProvider: 'auto' | 'tensorrt' | 'cuda' | 'cpu';
   provider: Provider;
   hourlyCost?: number;
   slots: number;

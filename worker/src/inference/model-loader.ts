@@ -5,7 +5,7 @@ import * as ort from 'onnxruntime-node';
 import type { Logger } from '../runtime/logger';
 import { errorMessage } from '../runtime/logger';
 
-export type ExecutionProviderChoice = 'auto' | 'cuda' | 'cpu';
+export type ExecutionProviderChoice = 'auto' | 'tensorrt' | 'cuda' | 'cpu';
 
 /** A model the worker cannot run with: missing, or a dev set where real models are required. */
 export class ModelError extends Error {
@@ -26,11 +26,12 @@ export interface ModelLoaderOptions {
 
 /**
  * Opens ONNX sessions from MODEL_DIR on one execution provider for the whole worker. `auto` tries
- * CUDA first: onnxruntime-node throws (rather than falling back) when the CUDA libraries are
- * absent, so the fallback to CPU is done here, once, and reported.
+ * CUDA first, `tensorrt` TensorRT then CUDA: onnxruntime-node throws (rather than falling back)
+ * when a provider's libraries are absent, so the fallback (ending on the CPU) is done here, once,
+ * and reported.
  */
 export class ModelLoader {
-  private chosen: 'cuda' | 'cpu' | undefined;
+  private chosen: 'tensorrt' | 'cuda' | 'cpu' | undefined;
   private readonly opened: string[] = [];
 
   constructor(private readonly options: ModelLoaderOptions) {}
@@ -97,17 +98,19 @@ export class ModelLoader {
       interOpNumThreads: 1,
     };
     if (this.chosen) return ort.InferenceSession.create(file, { ...base, executionProviders: [this.chosen] });
-    if (this.options.executionProvider !== 'cpu') {
+    // Tried in order until one loads: TensorRT only when configured, then CUDA, then the CPU.
+    const choice = this.options.executionProvider;
+    const candidates: Array<'tensorrt' | 'cuda'> = choice === 'tensorrt' ? ['tensorrt', 'cuda'] : choice === 'cpu' ? [] : ['cuda'];
+    for (const [i, provider] of candidates.entries()) {
       try {
         // Fatal-only while probing: the failure is expected on CPU hosts and reported below in one line.
-        const session = await ort.InferenceSession.create(file, { ...base, logSeverityLevel: 4, executionProviders: ['cuda'] });
-        this.chosen = 'cuda';
+        const session = await ort.InferenceSession.create(file, { ...base, logSeverityLevel: 4, executionProviders: [provider] });
+        this.chosen = provider;
         return session;
       } catch (error) {
-        if (this.options.executionProvider === 'cuda') {
-          throw new ModelError(`EXECUTION_PROVIDER=cuda but the CUDA provider failed to load: ${firstLine(error)}`);
-        }
-        this.options.log.warn('CUDA execution provider unavailable; using CPU', { reason: firstLine(error) });
+        if (choice === 'cuda') throw new ModelError(`EXECUTION_PROVIDER=cuda but the CUDA provider failed to load: ${firstLine(error)}`);
+        const next = candidates[i + 1] === 'cuda' ? 'CUDA' : 'CPU';
+        this.options.log.warn(`${provider === 'cuda' ? 'CUDA' : 'TensorRT'} execution provider unavailable; using ${next}`, { reason: firstLine(error) });
       }
     }
     const session = await ort.InferenceSession.create(file, { ...base, executionProviders: ['cpu'] });
