@@ -4,7 +4,7 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { describe, test } from 'node:test';
-import { binaries, decodeAudio, decodeFrames, decodeImage, MediaError, probe, startEncoder } from '../src/media/ffmpeg';
+import { binaries, canEncode, decodeAudio, decodeFrames, decodeImage, MediaError, probe, startEncoder } from '../src/media/ffmpeg';
 import { reversedFrames } from '../src/media/ping-pong';
 import { makeClip } from './helpers/media-fixtures';
 
@@ -52,6 +52,11 @@ describe('ffmpeg media module (real ffmpeg from npm)', () => {
     const seen: number[] = [];
     for await (const frame of reversedFrames(output, { width: 64, height: 64, fps: 25, frameCount: 60, segment: 25 })) seen.push(Math.round(frame[64 * 32 * 3 + 96]! / 4));
     assert.deepEqual(seen, Array.from({ length: 60 }, (_, i) => 59 - i));
+  });
+
+  test('an encoder is usable only when a test encode with it works: libx264 here, NVENC not without a GPU', async () => {
+    assert.equal(await canEncode('libx264'), true);
+    assert.equal(await canEncode('h264_nvenc'), false);
   });
 
   test('a still image decodes to one frame at its own size', async () => {

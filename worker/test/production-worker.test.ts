@@ -71,5 +71,23 @@ describe('the production worker (main.js, MuseTalk pipelines on the dev model se
     assert.ok(Math.abs(info.durationSec - 6.57) < 0.1, `the mp4 lasts as long as the speech (${info.durationSec} s)`);
     assert.equal(worker!.exitCode, null, 'the worker is still running');
     assert.match(output, /musetalk models warmed/);
+    assert.match(output, /video encoder chosen codec=libx264/, 'no NVENC here, so libx264');
+  });
+
+  test('VIDEO_ENCODER=h264_nvenc where NVENC cannot encode refuses to start, saying why', async () => {
+    const strict = spawn(process.execPath, [MAIN], {
+      env: {
+        PATH: process.env.PATH ?? '', WORKER_MODE: 'buffer', ORCHESTRATOR_BASE_URL: suite.orch.url, INTERNAL_API_KEY: INTERNAL_KEY,
+        GPU_VRAM_GB: '8', STORAGE_DRIVER: 'local', LOCAL_STORAGE_DIR: storageDir, MODEL_DIR: path.join(root, 'models'),
+        EXECUTION_PROVIDER: 'cpu', WORKER_PORT: '0', VIDEO_ENCODER: 'h264_nvenc',
+      },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let out = '';
+    strict.stdout!.on('data', (d: Buffer) => (out += d));
+    strict.stderr!.on('data', (d: Buffer) => (out += d));
+    const code = await new Promise<number | null>((resolve) => strict.on('exit', resolve));
+    assert.equal(code, 3);
+    assert.match(out, /start-up failed .*VIDEO_ENCODER=h264_nvenc but a test encode with it failed/);
   });
 });

@@ -70,6 +70,9 @@ export class WorkerEnv {
   /** auto (CUDA when it loads, else CPU) | tensorrt (TensorRT, else CUDA, else CPU) | cuda (or fail) | cpu. */
   @IsOptional() @IsIn(['auto', 'tensorrt', 'cuda', 'cpu'], { message: 'EXECUTION_PROVIDER must be auto, tensorrt, cuda or cpu' }) EXECUTION_PROVIDER?: string;
 
+  /** auto (h264_nvenc when a test encode works, else libx264) | libx264 | h264_nvenc (or fail at start). */
+  @IsOptional() @IsIn(['auto', 'libx264', 'h264_nvenc'], { message: 'VIDEO_ENCODER must be auto, libx264 or h264_nvenc' }) VIDEO_ENCODER?: string;
+
   /** vast | salad | runpod | local | other; guessed from the host's own variables when absent. */
   @IsOptional() @IsIn(PROVIDERS, { message: `WORKER_PROVIDER must be one of ${PROVIDERS.join(', ')}` }) WORKER_PROVIDER?: string;
   @IsOptional() @IsNumberString({}, { message: `GPU_HOURLY_COST ${NUMBER_HINT} (dollars per hour)` }) GPU_HOURLY_COST?: string;
@@ -113,6 +116,7 @@ export interface WorkerConfig {
   modelSync?: ModelSyncSettings;
   requireRealModels: boolean;
   executionProvider: 'auto' | 'tensorrt' | 'cuda' | 'cpu';
+  videoEncoder: 'auto' | 'libx264' | 'h264_nvenc';
   provider: Provider;
   hourlyCost?: number;
   slots: number;
@@ -177,6 +181,7 @@ export function loadWorkerConfig(env: NodeJS.ProcessEnv, cwd = process.cwd()): W
     modelSync,
     requireRealModels: e.REQUIRE_REAL_MODELS === 'true',
     executionProvider: (e.EXECUTION_PROVIDER as WorkerConfig['executionProvider'] | undefined) ?? 'auto',
+    videoEncoder: (e.VIDEO_ENCODER as WorkerConfig['videoEncoder'] | undefined) ?? 'auto',
     provider: (e.WORKER_PROVIDER as Provider | undefined) ?? guessProvider(env),
     hourlyCost: num(e.GPU_HOURLY_COST),
     slots: Number(e.WORKER_SLOTS ?? 1),
@@ -194,7 +199,7 @@ export const WORKER_ENV_NAMES = [
   'STORAGE_DRIVER', 'B2_KEY_ID', 'B2_APP_KEY', 'B2_BUCKET_NAME', 'B2_AUTH_URL', 'B2_LARGE_FILE_THRESHOLD_MB', 'B2_PART_SIZE_MB',
   'S3_ENDPOINT', 'S3_REGION', 'S3_BUCKET', 'S3_ACCESS_KEY_ID', 'S3_SECRET_ACCESS_KEY', 'LOCAL_STORAGE_DIR',
   'MODEL_DIR', 'MODEL_SYNC_ENABLED', 'MODEL_SYNC_DRIVER', 'MODEL_SYNC_BUCKET', 'MODEL_SYNC_KEY_ID', 'MODEL_SYNC_APP_KEY',
-  'MODEL_SYNC_ENDPOINT', 'MODEL_SYNC_REGION', 'MODEL_SYNC_PREFIX', 'MODEL_SYNC_SOURCES', 'REQUIRE_REAL_MODELS', 'EXECUTION_PROVIDER',
+  'MODEL_SYNC_ENDPOINT', 'MODEL_SYNC_REGION', 'MODEL_SYNC_PREFIX', 'MODEL_SYNC_SOURCES', 'REQUIRE_REAL_MODELS', 'EXECUTION_PROVIDER', 'VIDEO_ENCODER',
   'WORKER_PROVIDER', 'GPU_HOURLY_COST', 'WORKER_SLOTS', 'WORKER_KINDS', 'WORKER_PORT', 'SHUTDOWN_GRACE_SEC', 'SCRATCH_DIR', 'LOG_LEVEL',
 ] as const;
 

@@ -1,3 +1,4 @@
+import { execFile } from 'node:child_process';
 import { PassThrough, type Readable, type Writable } from 'node:stream';
 import ffmpeg from 'fluent-ffmpeg';
 import { PipelineError } from '../pipelines/pipeline';
@@ -174,6 +175,20 @@ export async function decodeImage(file: string, signal?: AbortSignal): Promise<{
   throw new MediaError('no_video', 'the source has no decodable frame');
 }
 
+export type VideoCodec = 'libx264' | 'h264_nvenc';
+
+/**
+ * Whether this ffmpeg can encode with `codec` here and now: a fraction of a second of a test
+ * pattern to nowhere. For NVENC that needs an ffmpeg built with it, an NVIDIA GPU and the driver's
+ * video capability, which only a real encode proves.
+ */
+export function canEncode(codec: VideoCodec): Promise<boolean> {
+  return new Promise((resolve) => {
+    execFile(binaries().ffmpeg, ['-hide_banner', '-loglevel', 'error', '-f', 'lavfi', '-i', 'testsrc2=size=256x256:rate=25:duration=0.2', '-c:v', codec, '-f', 'null', '-'],
+      { timeout: 15_000 }, (error) => resolve(!error));
+  });
+}
+
 export interface VideoEncoder {
   /** Resolves when ffmpeg has taken the frame (backpressure). */
   write(frame: Buffer): Promise<void>;
@@ -192,7 +207,7 @@ export function startEncoder(options: {
   fps: number;
   audio?: string;
   crf?: number;
-  codec?: 'libx264' | 'h264_nvenc';
+  codec?: VideoCodec;
   /** Scales the output to this height (width follows, kept even). */
   outputHeight?: number;
   /** libx264 tuning; `fastdecode` for a video that is decoded again and again (the avatar loop). */

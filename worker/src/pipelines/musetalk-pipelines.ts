@@ -2,7 +2,16 @@ import { BLAZEFACE_MODEL_PATH, FaceDetector } from '../inference/face-detector';
 import { MuseTalkModels } from '../inference/musetalk';
 import { prepareAvatar, prepareResult, type PrepareModels } from './avatar-prepare/prepare-avatar';
 import { lipsync } from './lipsync/lipsync';
-import type { PipelineSet } from './pipeline';
+import type { PipelineOptions, PipelineSet } from './pipeline';
+import { canEncode, type VideoCodec } from '../media/ffmpeg';
+
+/** NVENC where it works (a GPU with the driver's video capability and an ffmpeg built with it), else libx264. */
+async function chooseCodec(wanted: PipelineOptions['videoEncoder']): Promise<VideoCodec> {
+  if (wanted === 'libx264') return 'libx264';
+  if (await canEncode('h264_nvenc')) return 'h264_nvenc';
+  if (wanted === 'h264_nvenc') throw new Error('VIDEO_ENCODER=h264_nvenc but a test encode with it failed (no NVIDIA GPU, no video capability, or an ffmpeg without NVENC)');
+  return 'libx264';
+}
 
 /**
  * The two job kinds the fleet exists for, on MuseTalk 1.5 (from MODEL_DIR/musetalk) and the
@@ -22,10 +31,12 @@ export function musetalkPipelines(): PipelineSet {
       },
       lipsync: (input, ctx) => lipsync(input, loaded(), ctx),
     },
-    async load(loader, log) {
+    async load(loader, log, options = { videoEncoder: 'auto' }) {
       const musetalk = await MuseTalkModels.load(loader, log);
       const faces = new FaceDetector(await loader.bundledSession(BLAZEFACE_MODEL_PATH, 'blazeface/face_detection_front_128x128'));
-      models = { musetalk, faces };
+      const videoCodec = await chooseCodec(options.videoEncoder);
+      log.info('video encoder chosen', { codec: videoCodec });
+      models = { musetalk, faces, videoCodec };
       return { executionProvider: loader.executionProvider, models: [...loader.models] };
     },
   };

@@ -31,11 +31,17 @@ export interface LoadReport {
   models: string[];
 }
 
+/** Settings from the worker's configuration that the pipelines use. */
+export interface PipelineOptions {
+  /** `auto`: h264_nvenc when a test encode with it works here, else libx264. */
+  videoEncoder: 'auto' | 'libx264' | 'h264_nvenc';
+}
+
 /** The pipelines a worker build carries: its handlers and the start-up step that loads their models. */
 export interface PipelineSet {
   handlers: HandlerMap;
   /** Loads and warms every model the handlers need; runs before the worker registers or reports healthy. */
-  load(models: ModelLoader, log: Logger): Promise<LoadReport>;
+  load(models: ModelLoader, log: Logger, options?: PipelineOptions): Promise<LoadReport>;
 }
 
 /** A failure the handler classifies itself; anything else thrown is reported as retryable `pipeline_error`. */

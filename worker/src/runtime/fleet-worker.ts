@@ -85,7 +85,7 @@ export class FleetWorker {
       this.log.info('models synced', { downloaded: report.downloaded.length, unchanged: report.unchanged.length, bytes: report.bytesDownloaded });
     }
     const loader = new ModelLoader({ modelDir: this.config.modelDir, executionProvider: this.config.executionProvider, requireRealModels: this.config.requireRealModels, log: this.log });
-    const loaded = await this.pipelines.load(loader, this.log);
+    const loaded = await this.pipelines.load(loader, this.log, { videoEncoder: this.config.videoEncoder });
     this.executionProvider = loaded.executionProvider;
     this.log.info('models loaded', { executionProvider: loaded.executionProvider, models: loaded.models.join(',') || 'none' });
     // An orchestrator that is not up yet (or restarting) is waited for, not a reason to exit.

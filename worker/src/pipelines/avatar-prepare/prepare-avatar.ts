@@ -3,7 +3,7 @@ import { mkdir, rm } from 'node:fs/promises';
 import type { AvatarPrepareResult } from '@avatar-fleet/contracts';
 import { scaleFaceBox, type FaceBox, type FaceDetector } from '../../inference/face-detector';
 import { VAE_SCALE, type MuseTalkNetworks } from '../../inference/musetalk';
-import { decodeFrames, MediaError, probe, startEncoder } from '../../media/ffmpeg';
+import { decodeFrames, MediaError, probe, startEncoder, type VideoCodec } from '../../media/ffmpeg';
 import { fetchMedia } from '../../media/fetch-media';
 import { reversedFrames } from '../../media/ping-pong';
 import { PipelineError, type JobContext } from '../pipeline';
@@ -22,6 +22,8 @@ const DETECT_WIDTH = 640;
 export interface PrepareModels {
   musetalk: MuseTalkNetworks;
   faces: FaceDetector;
+  /** The codec of lipsync outputs (the avatar loop is always libx264, tuned for decoding). */
+  videoCodec?: VideoCodec;
 }
 
 export interface PrepareRequest {

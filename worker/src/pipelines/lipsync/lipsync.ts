@@ -68,7 +68,7 @@ export async function lipsync(input: LipsyncInput, models: PrepareModels, ctx: J
 
   const { width, height } = manifest;
   const output = path.join(ctx.scratchDir, 'lipsync.mp4');
-  const encoder = startEncoder({ output, width, height, fps, audio: audioFile, crf: input.options?.crf, outputHeight: input.options?.outputHeight, signal: ctx.signal });
+  const encoder = startEncoder({ output, width, height, fps, audio: audioFile, crf: input.options?.crf, outputHeight: input.options?.outputHeight, codec: models.videoCodec, signal: ctx.signal });
   const decoded = new BoundedQueue<Decoded>(QUEUE_DEPTH);
   const generated = new BoundedQueue<Generated>(QUEUE_DEPTH);
   const batchSize = input.options?.batchSize ?? musetalk.batchSize;
