@@ -16,8 +16,7 @@ import { Worker } from 'node:worker_threads';
 import type { JobKind } from '@avatar-fleet/contracts';
 import { writeDevModelSet } from '@avatar-fleet/worker/dist/src/inference/dev-models';
 import { ModelLoader } from '@avatar-fleet/worker/dist/src/inference/model-loader';
-import { MuseTalkModels, type MuseTalkNetworks } from '@avatar-fleet/worker/dist/src/inference/musetalk';
-import { BLAZEFACE_MODEL_PATH, FaceDetector } from '@avatar-fleet/worker/dist/src/inference/face-detector';
+import type { MuseTalkNetworks } from '@avatar-fleet/worker/dist/src/inference/musetalk';
 import { binaries, decodeAudio, decodeFrames, startEncoder } from '@avatar-fleet/worker/dist/src/media/ffmpeg';
 import { logMelWindows } from '@avatar-fleet/worker/dist/src/media/mel';
 import { readBundleData, readManifest } from '@avatar-fleet/worker/dist/src/pipelines/avatar-prepare/bundle';
@@ -28,7 +27,8 @@ import type { JobContext } from '@avatar-fleet/worker/dist/src/pipelines/pipelin
 import { featheredMask, fromNchw, pasteFace } from '@avatar-fleet/worker/dist/src/pipelines/shared/frames';
 import { createLogger } from '@avatar-fleet/worker/dist/src/runtime/logger';
 import { createStorage } from '@avatar-fleet/worker/dist/src/storage/create-storage';
-import { attemptKey } from '@avatar-fleet/worker/dist/src/storage/storage';
+import { jobContext } from '@avatar-fleet/worker/dist/test/helpers/job-context';
+import { loadModels } from '@avatar-fleet/worker/dist/src/pipelines/musetalk-pipelines';
 import { round } from './lib/stats';
 
 const MODEL_MS_PER_FRAME = 20;
@@ -44,17 +44,11 @@ interface RunReport {
 }
 
 function context(root: string, kind: JobKind): JobContext {
-  const id = crypto.randomUUID();
-  const storage = createStorage({ driver: 'local', local: { root: path.join(root, 'bucket') } });
-  return {
-    job: { id, kind, attempt: 1 }, log, signal: new AbortController().signal, storage, scratchDir: mkdtempSync(path.join(root, 'scratch-')),
-    progress: () => undefined, putOutput: (name, file) => storage.putFile(attemptKey(id, 1, name), file),
-  };
+  return jobContext(kind, createStorage({ driver: 'local', local: { root: path.join(root, 'bucket') } }), root, log).ctx;
 }
 
 async function loadDev(root: string): Promise<PrepareModels> {
-  const loader = new ModelLoader({ modelDir: path.join(root, 'models'), executionProvider: 'cpu', requireRealModels: false, log });
-  return { musetalk: await MuseTalkModels.load(loader, log), faces: new FaceDetector(await loader.bundledSession(BLAZEFACE_MODEL_PATH, 'blazeface')) };
+  return loadModels(new ModelLoader({ modelDir: path.join(root, 'models'), executionProvider: 'cpu', requireRealModels: false, log }), log);
 }
 
 /** Wraps networks so the time spent in them is counted. */

@@ -6,7 +6,8 @@ import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import * as ort from 'onnxruntime-node';
 import { EXIT_REFUSED, EXIT_USAGE, main } from '../src/cli/models-dev';
-import { DEV_MODEL_FILES, VAE_SCALING_FACTOR, writeDevModelSet, type DevModelMetadata, type DevModelSetReport, type DevPrecision } from '../src/inference/dev-models';
+import { writeDevModelSet, type DevModelMetadata, type DevModelSetReport, type DevPrecision } from '../src/inference/dev-models';
+import { MUSETALK_FILES as DEV_MODEL_FILES, VAE_SCALE as VAE_SCALING_FACTOR } from '../src/inference/musetalk-contract';
 import { fromHalf as fromFloat16Bits, fromHalfArray as float16BitsToFloat32, toHalf as toFloat16Bits, toHalfArray as float32ToFloat16Bits } from '../src/inference/float16';
 
 const scratch = mkdtempSync(path.join(os.tmpdir(), 'dev-models-test-'));

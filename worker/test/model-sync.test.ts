@@ -1,24 +1,18 @@
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { mkdir, mkdtemp, readFile, rm, unlink, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { mkdir, readFile, unlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { createStorage } from '../src/storage/create-storage';
 import { MANIFEST_FILE, ModelSyncError, syncModels, type ModelSyncOptions } from '../src/storage/model-sync';
 import type { ObjectStorage } from '../src/storage/storage';
 import { FakeB2Server } from './helpers/fake-b2-server';
+import { tempDir } from './helpers/temp-dir';
 
 const sha1 = (b: Buffer): string => createHash('sha1').update(b).digest('hex');
 
-let work: string;
-before(async () => {
-  work = await mkdtemp(path.join(tmpdir(), 'model-sync-test-'));
-});
-after(async () => {
-  await rm(work, { recursive: true, force: true });
-});
+const work = tempDir('model-sync-test-');
 
 let seq = 0;
 const freshDir = (): string => path.join(work, `models-${++seq}`);

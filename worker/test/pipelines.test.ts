@@ -9,10 +9,10 @@ import { writeDevModelSet } from '../src/inference/dev-models';
 import { ModelLoader } from '../src/inference/model-loader';
 import { binaries, decodeFrames, MediaError, probe } from '../src/media/ffmpeg';
 import { musetalkPipelines } from '../src/pipelines/musetalk-pipelines';
-import { PipelineError, type JobContext, type PipelineSet } from '../src/pipelines/pipeline';
+import { PipelineError, type PipelineSet } from '../src/pipelines/pipeline';
 import { createLogger } from '../src/runtime/logger';
-import { attemptKey } from '../src/storage/storage';
 import { createStorage } from '../src/storage/create-storage';
+import { jobContext } from './helpers/job-context';
 
 const root = mkdtempSync(path.join(os.tmpdir(), 'pipelines-'));
 const bucket = path.join(root, 'bucket');
@@ -24,19 +24,7 @@ function ffmpeg(...args: string[]): void {
   execFileSync(binaries().ffmpeg, ['-y', '-loglevel', 'error', ...args]);
 }
 
-/** A job context like the runner's, with a progress log and an abort switch. */
-function context(kind: JobKind) {
-  const controller = new AbortController();
-  const progress: Array<[string, number]> = [];
-  const scratchDir = mkdtempSync(path.join(root, 'scratch-'));
-  const id = crypto.randomUUID();
-  const ctx: JobContext = {
-    job: { id, kind, attempt: 1 }, log, signal: controller.signal, storage, scratchDir,
-    progress: (stage, fraction) => progress.push([stage, fraction]),
-    putOutput: (name, file, contentType) => storage.putFile(attemptKey(id, 1, name), file, { contentType }),
-  };
-  return { ctx, controller, progress };
-}
+const context = (kind: JobKind) => jobContext(kind, storage, root, log);
 
 describe('MuseTalk pipelines on the dev model set (real ffmpeg, onnxruntime, BlazeFace)', () => {
   let pipelines: PipelineSet;

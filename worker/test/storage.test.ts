@@ -2,25 +2,19 @@ import { GetObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { createStorage } from '../src/storage/create-storage';
 import { attemptKey, StorageError, type ObjectStorage } from '../src/storage/storage';
 import { FakeB2Server } from './helpers/fake-b2-server';
+import { tempDir } from './helpers/temp-dir';
 import { startS3Server, type S3TestServer } from './helpers/s3-server';
 
 const MiB = 1024 * 1024;
 const sha1 = (b: Buffer): string => createHash('sha1').update(b).digest('hex');
 
-let work: string;
-before(async () => {
-  work = await mkdtemp(path.join(tmpdir(), 'storage-test-'));
-});
-after(async () => {
-  await rm(work, { recursive: true, force: true });
-});
+const work = tempDir('storage-test-');
 
 let seq = 0;
 /** A file of random bytes in the test's temp folder. */

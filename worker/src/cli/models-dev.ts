@@ -8,7 +8,8 @@
  */
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
-import { MUSETALK_FOLDER, writeDevModelSet, type DevPrecision } from '../inference/dev-models';
+import { writeDevModelSet, type DevPrecision } from '../inference/dev-models';
+import { MUSETALK_FOLDER } from '../inference/musetalk-contract';
 
 export const EXIT_USAGE = 2;
 export const EXIT_REFUSED = 3;

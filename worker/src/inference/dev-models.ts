@@ -3,6 +3,7 @@ import { mkdir, rename, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { onnx } from 'onnx-proto';
 import { attr, dataTypeOf, encodeModel, floatInitializer, int64Initializer, IR_VERSION, node, OPSET, valueInfo, type Attribute, type Dim, type DType } from './onnx-writer';
+import { MUSETALK_FILES, VAE_SCALE } from './musetalk-contract';
 
 /**
  * The DEV model set: a generated stand-in for the MuseTalk 1.5 ONNX export with exactly its file
@@ -82,14 +83,6 @@ export interface DevModelMetadata {
 /** Bump when the generated graphs change, so a stale dev set can be told apart. */
 export const DEV_MODEL_VERSION = 1;
 export const DEV_GENERATOR = 'avatar-fleet models:dev';
-export const MUSETALK_FOLDER = 'musetalk';
-export const VAE_SCALING_FACTOR = 0.18215;
-export const DEV_MODEL_FILES = {
-  unet: 'musetalk_unet.onnx',
-  vaeEncoder: 'musetalk_vae_encoder.onnx',
-  vaeDecoder: 'musetalk_vae_decoder.onnx',
-  whisper: 'musetalk_whisper_encoder.onnx',
-} as const;
 
 const WHISPER_FRAMES = 3000;
 const WHISPER_POSITIONS = 1500;
@@ -249,7 +242,7 @@ function buildVaeEncoder(b: GraphBuilder, rng: Rng, batch: Dim): void {
 /** VAE decoder: latent [B,4,32,32] (×0.18215 applied by the caller; undone here) → image [B,3,256,256] in [-1,1]. */
 function buildVaeDecoder(b: GraphBuilder, rng: Rng, batch: Dim): void {
   const latent = b.floatInput('latent', [batch, 4, 32, 32]);
-  const unscaled = b.op('Mul', [latent, konst(b, 'vae.decoder.inv_scaling', 1 / VAE_SCALING_FACTOR)]);
+  const unscaled = b.op('Mul', [latent, konst(b, 'vae.decoder.inv_scaling', 1 / VAE_SCALE)]);
   // ConvTranspose weight is [in, out, k, k]: ≈ nearest ×8 upsample of channels 0–2.
   const up = convWeight(rng, 4, 3, 8, 0.004, (i, o) => (i < 3 && i === o ? 1 : 0));
   const x = b.op('ConvTranspose', [unscaled, b.weight('vae.decoder.up.weight', up, [4, 3, 8, 8]), b.weight('vae.decoder.up.bias', rng.normals(3, 0.01), [3])], {
@@ -286,10 +279,10 @@ function buildWhisper(b: GraphBuilder, rng: Rng, batch: Dim): void {
 }
 
 const GRAPHS: { file: string; graph: string; salt: number; build: (b: GraphBuilder, rng: Rng, batch: Dim) => void; doc: string }[] = [
-  { file: DEV_MODEL_FILES.unet, graph: 'musetalk_unet_dev', salt: 1, build: buildUnet, doc: 'DEV stand-in for the MuseTalk 1.5 UNet (random weights)' },
-  { file: DEV_MODEL_FILES.vaeEncoder, graph: 'musetalk_vae_encoder_dev', salt: 2, build: buildVaeEncoder, doc: 'DEV stand-in for the sd-vae encoder (random weights)' },
-  { file: DEV_MODEL_FILES.vaeDecoder, graph: 'musetalk_vae_decoder_dev', salt: 3, build: buildVaeDecoder, doc: 'DEV stand-in for the sd-vae decoder (random weights)' },
-  { file: DEV_MODEL_FILES.whisper, graph: 'musetalk_whisper_encoder_dev', salt: 4, build: buildWhisper, doc: 'DEV stand-in for the whisper-tiny encoder (random weights)' },
+  { file: MUSETALK_FILES.unet, graph: 'musetalk_unet_dev', salt: 1, build: buildUnet, doc: 'DEV stand-in for the MuseTalk 1.5 UNet (random weights)' },
+  { file: MUSETALK_FILES.vaeEncoder, graph: 'musetalk_vae_encoder_dev', salt: 2, build: buildVaeEncoder, doc: 'DEV stand-in for the sd-vae encoder (random weights)' },
+  { file: MUSETALK_FILES.vaeDecoder, graph: 'musetalk_vae_decoder_dev', salt: 3, build: buildVaeDecoder, doc: 'DEV stand-in for the sd-vae decoder (random weights)' },
+  { file: MUSETALK_FILES.whisper, graph: 'musetalk_whisper_encoder_dev', salt: 4, build: buildWhisper, doc: 'DEV stand-in for the whisper-tiny encoder (random weights)' },
 ];
 
 export function resolveDevOptions(options: DevModelSetOptions = {}): { precision: DevPrecision; batchSize: number | null; seed: number } {
@@ -322,7 +315,7 @@ export async function writeDevModelSet(dir: string, options: DevModelSetOptions 
     const b = new GraphBuilder(fp16);
     // One stream per graph (seed mixed with a salt), so changing one graph leaves the others' weights alone.
     const rng = new Rng(Math.imul(seed ^ 0x9e3779b9, 0x85ebca6b) ^ g.salt);
-    const isWhisper = g.file === DEV_MODEL_FILES.whisper;
+    const isWhisper = g.file === MUSETALK_FILES.whisper;
     g.build(b, rng, isWhisper ? 'batch' : batch);
     const bytes = b.encode(g.graph, g.doc, { dev: 'true', precision, seed: String(seed), generator: DEV_GENERATOR, version: String(DEV_MODEL_VERSION) });
     files.push(await writeAtomically(dir, g.file, bytes));
@@ -342,7 +335,7 @@ export async function writeDevModelSet(dir: string, options: DevModelSetOptions 
     version: `dev${DEV_MODEL_VERSION}-${weightsHash.digest('hex').slice(0, 16)}`,
     generatorVersion: DEV_MODEL_VERSION,
     seed,
-    vaeScalingFactor: VAE_SCALING_FACTOR,
+    vaeScalingFactor: VAE_SCALE,
     models,
     notes:
       'Generated stand-in with random weights: outputs are not lip-sync. ' +

@@ -55,7 +55,7 @@ export class ModelLoader {
 
   /**
    * Reads a model folder's metadata.json; a set marked `"dev": true` (generated, not trained) is
-   * refused when REQUIRE_REAL_MODELS=true, so such a worker never produces placeholder output.
+   * refused when REQUIRE_REAL_MODELS=true, so such a worker never ships outputs of generated weights.
    */
   metadata(folder: string): Record<string, unknown> {
     const file = this.resolve(path.join(folder, 'metadata.json'));

@@ -3,17 +3,9 @@ import * as ort from 'onnxruntime-node';
 import type { Logger } from '../runtime/logger';
 import { fromHalfArray, toHalfArray } from './float16';
 import type { ModelLoader } from './model-loader';
+import { MUSETALK_FILES, MUSETALK_FOLDER } from './musetalk-contract';
 
-/** MuseTalk 1.5 exported to ONNX, one file per network (see ARCHITECTURE.md, "Models"). */
-export const MUSETALK_FOLDER = 'musetalk';
-export const MUSETALK_FILES = {
-  unet: 'musetalk_unet.onnx',
-  vaeEncoder: 'musetalk_vae_encoder.onnx',
-  vaeDecoder: 'musetalk_vae_decoder.onnx',
-  whisper: 'musetalk_whisper_encoder.onnx',
-} as const;
-/** VAE latents are scaled by this before the UNet (the decoder export has the inverse folded in). */
-export const VAE_SCALE = 0.18215;
+export { MUSETALK_FILES, MUSETALK_FOLDER, VAE_SCALE } from './musetalk-contract';
 
 const LATENT = 8 * 32 * 32;
 const LATENT_OUT = 4 * 32 * 32;
@@ -21,6 +13,12 @@ const IMAGE = 3 * 256 * 256;
 const AUDIO_PROMPT = 50 * 384;
 const MEL = 80 * 3000;
 const HIDDEN = 1500 * 5 * 384;
+
+interface NetInput {
+  data: Float32Array;
+  size: number;
+  shape: number[];
+}
 
 /**
  * One network: its input types come from the model itself (fp32 or fp16, as exported), and a fixed
@@ -43,48 +41,38 @@ class Net {
     return meta && meta.isTensor ? meta.type : 'float32';
   }
 
-  /** Runs `n` items whose per-item inputs are `sizes` long; returns the first output, `outSize` per item, as float32. */
-  async run(n: number, inputs: Record<string, { data: Float32Array; size: number; shape: number[] }>, outSize: number, extra: Record<string, ort.Tensor> = {}): Promise<Float32Array> {
+  /** Runs `n` items whose per-item inputs are `size` long; returns the first output, `outSize` per item, as float32. */
+  async run(n: number, inputs: Record<string, NetInput>, outSize: number, extra: Record<string, ort.Tensor> = {}): Promise<Float32Array> {
     const step = this.fixedBatch ?? n;
-    if (step === n) return this.runWhole(n, inputs, outSize, extra);
+    // The common case, exactly the model's batch in one call: no copies in or out (a frame batch
+    // is megabytes, and copies were a large share of the garbage).
+    if (step === n) return (await this.call(n, inputs, (input) => input.data.subarray(0, n * input.size), extra)).subarray(0, n * outSize);
     const out = new Float32Array(n * outSize);
     for (let start = 0; start < n; start += step) {
       const count = Math.min(step, n - start);
-      const batch = this.fixedBatch ?? count;
-      const feeds: Record<string, ort.Tensor> = { ...extra };
-      for (const [name, input] of Object.entries(inputs)) {
-        const slice = new Float32Array(batch * input.size);
+      // The last batch of a fixed-batch export is padded with zeros; the padding's output is dropped.
+      const padded = (input: NetInput) => {
+        const slice = new Float32Array(step * input.size);
         slice.set(input.data.subarray(start * input.size, (start + count) * input.size));
-        feeds[name] = this.typeOf(name) === 'float16'
-          ? new ort.Tensor('float16', toHalfArray(slice), [batch, ...input.shape])
-          : new ort.Tensor('float32', slice, [batch, ...input.shape]);
-      }
-      const results = await this.session.run(feeds);
-      const first = results[this.session.outputNames[0]!];
-      if (!first) throw new Error(`${this.name}: no output`);
-      const data = first.type === 'float16' ? fromHalfArray(first.data as Uint16Array) : (first.data as Float32Array);
-      out.set(data.subarray(0, count * outSize), start * outSize);
+        return slice;
+      };
+      out.set((await this.call(step, inputs, padded, extra)).subarray(0, count * outSize), start * outSize);
     }
     return out;
   }
 
-  /**
-   * The common case, one call with exactly the model's batch: inputs go in and the output comes out
-   * without copies (a frame batch is megabytes, and copies were a large share of the garbage).
-   */
-  private async runWhole(n: number, inputs: Record<string, { data: Float32Array; size: number; shape: number[] }>, outSize: number, extra: Record<string, ort.Tensor>): Promise<Float32Array> {
+  /** One session run of `batch` items, each input's data chosen by `dataOf`, in the dtype the model declares. */
+  private async call(batch: number, inputs: Record<string, NetInput>, dataOf: (input: NetInput) => Float32Array, extra: Record<string, ort.Tensor>): Promise<Float32Array> {
     const feeds: Record<string, ort.Tensor> = { ...extra };
     for (const [name, input] of Object.entries(inputs)) {
-      const data = input.data.length === n * input.size ? input.data : input.data.subarray(0, n * input.size);
+      const data = dataOf(input);
       feeds[name] = this.typeOf(name) === 'float16'
-        ? new ort.Tensor('float16', toHalfArray(data), [n, ...input.shape])
-        : new ort.Tensor('float32', data, [n, ...input.shape]);
+        ? new ort.Tensor('float16', toHalfArray(data), [batch, ...input.shape])
+        : new ort.Tensor('float32', data, [batch, ...input.shape]);
     }
-    const results = await this.session.run(feeds);
-    const first = results[this.session.outputNames[0]!];
+    const first = (await this.session.run(feeds))[this.session.outputNames[0]!];
     if (!first) throw new Error(`${this.name}: no output`);
-    const data = first.type === 'float16' ? fromHalfArray(first.data as Uint16Array) : (first.data as Float32Array);
-    return data.length === n * outSize ? data : data.subarray(0, n * outSize);
+    return first.type === 'float16' ? fromHalfArray(first.data as Uint16Array) : (first.data as Float32Array);
   }
 }
 

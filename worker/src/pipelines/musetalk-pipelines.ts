@@ -3,7 +3,16 @@ import { MuseTalkModels } from '../inference/musetalk';
 import { prepareAvatar, prepareResult, type PrepareModels } from './avatar-prepare/prepare-avatar';
 import { lipsync } from './lipsync/lipsync';
 import type { PipelineOptions, PipelineSet } from './pipeline';
+import type { ModelLoader } from '../inference/model-loader';
+import type { Logger } from '../runtime/logger';
 import { canEncode, type VideoCodec } from '../media/ffmpeg';
+
+/** The MuseTalk networks from MODEL_DIR and the bundled face detector, loaded and warmed. */
+export async function loadModels(loader: ModelLoader, log: Logger): Promise<PrepareModels> {
+  const musetalk = await MuseTalkModels.load(loader, log);
+  const faces = new FaceDetector(await loader.bundledSession(BLAZEFACE_MODEL_PATH, 'blazeface/face_detection_front_128x128'));
+  return { musetalk, faces };
+}
 
 /** NVENC where it works (a GPU with the driver's video capability and an ffmpeg built with it), else libx264. */
 async function chooseCodec(wanted: PipelineOptions['videoEncoder']): Promise<VideoCodec> {
@@ -32,11 +41,9 @@ export function musetalkPipelines(): PipelineSet {
       lipsync: (input, ctx) => lipsync(input, loaded(), ctx),
     },
     async load(loader, log, options = { videoEncoder: 'auto' }) {
-      const musetalk = await MuseTalkModels.load(loader, log);
-      const faces = new FaceDetector(await loader.bundledSession(BLAZEFACE_MODEL_PATH, 'blazeface/face_detection_front_128x128'));
       const videoCodec = await chooseCodec(options.videoEncoder);
       log.info('video encoder chosen', { codec: videoCodec });
-      models = { musetalk, faces, videoCodec };
+      models = { ...(await loadModels(loader, log)), videoCodec };
       return { executionProvider: loader.executionProvider, models: [...loader.models] };
     },
   };

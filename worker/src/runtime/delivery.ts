@@ -37,7 +37,7 @@ export async function deliverFinalStatus(
       policy: options.policy ?? DEFAULT_POLICY,
       // Once the lease is known lost nobody will accept this result; a forced shutdown also stops.
       signal: AbortSignal.any([givenUp(running), ...(options.signal ? [options.signal] : [])]),
-      retryable: (error) => error instanceof FleetApiError && error.transient,
+      retryable: isTransient,
       onRetry: (error, failures, delayMs) => {
         if (failures === 1 || failures % 10 === 0) log.warn('final status not delivered yet; keeping the result and retrying', { ...fields, failures, delayMs, reason: errorMessage(error) });
       },
@@ -55,6 +55,11 @@ export async function deliverFinalStatus(
     log.error('final status not delivered; result dropped', { ...fields, reason });
     return { kind: 'dropped', reason };
   }
+}
+
+/** A call worth repeating later: no answer, 5xx or 429. */
+export function isTransient(error: unknown): boolean {
+  return error instanceof FleetApiError && error.transient;
 }
 
 /** Aborts when the job's lease is reported lost or a forced shutdown releases it; not on cancel or time-out. */

@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import {
-  ErrorCode, FleetApiError, WorkerClient, type HeartbeatResponse, type HeldLease, type StatusRequest, type WorkerActivity,
+  ErrorCode, WorkerClient, type HeartbeatResponse, type HeldLease, type StatusRequest, type WorkerActivity,
 } from '@avatar-fleet/contracts';
 import type { WorkerConfig } from '../config/worker.config';
 import { ModelLoader } from '../inference/model-loader';
@@ -10,7 +10,7 @@ import { resolveKinds, type PipelineSet } from '../pipelines/pipeline';
 import { createStorage } from '../storage/create-storage';
 import { syncModels } from '../storage/model-sync';
 import type { ObjectStorage } from '../storage/storage';
-import { deliverFinalStatus, type DeliveryResult } from './delivery';
+import { deliverFinalStatus, isTransient, type DeliveryResult } from './delivery';
 import { HeartbeatThread } from './heartbeat';
 import { RunningJob, runJob, type JobOutcome } from './job-runner';
 import { errorMessage, type Logger } from './logger';
@@ -246,8 +246,4 @@ function workerVersion(): string {
   } catch {
     return 'unknown';
   }
-}
-
-export function isTransient(error: unknown): boolean {
-  return error instanceof FleetApiError && error.transient;
 }

@@ -7,6 +7,7 @@
  */
 import sharp from 'sharp';
 import type { FaceBox } from '../../inference/face-detector';
+import type { SquareBox } from '../shared/frames';
 
 export type FaceTrackErrorCode = 'no_face' | 'face_lost';
 
@@ -264,12 +265,8 @@ export function bboxShiftRange(track: ReadonlyArray<FaceGeometry>): { min: numbe
   return { min: -step, max: step };
 }
 
-/** A square crop in source pixels, entirely inside the frame (integers). */
-export interface CropBox {
-  x: number;
-  y: number;
-  size: number;
-}
+/** A square crop in source pixels, entirely inside the frame (integers): the paste-back's SquareBox. */
+export type CropBox = SquareBox;
 
 /**
  * The square crop around a MuseTalk rectangle. MuseTalk itself stretches its rectangle (about 0.8
