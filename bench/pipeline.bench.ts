@@ -24,7 +24,7 @@ import { prepareAvatar, type PrepareModels } from '@avatar-fleet/worker/dist/src
 import { lipsync } from '@avatar-fleet/worker/dist/src/pipelines/lipsync/lipsync';
 import { audioPromptFor, concatSegments, videoFrameCount } from '@avatar-fleet/worker/dist/src/pipelines/lipsync/audio-features';
 import type { JobContext } from '@avatar-fleet/worker/dist/src/pipelines/pipeline';
-import { featheredMask, fromNchw, pasteFace } from '@avatar-fleet/worker/dist/src/pipelines/shared/frames';
+import { facePlanes, featheredMask, nchwToYuv, pasteFace } from '@avatar-fleet/worker/dist/src/pipelines/shared/frames';
 import { createLogger } from '@avatar-fleet/worker/dist/src/runtime/logger';
 import { createStorage } from '@avatar-fleet/worker/dist/src/storage/create-storage';
 import { jobContext } from '@avatar-fleet/worker/dist/test/helpers/job-context';
@@ -102,7 +102,7 @@ async function stagesAlone(root: string, audioFile: string, frames: number, mode
   let t = performance.now();
   let n = 0;
   const kept: Buffer[] = [];
-  while (n < frames) for await (const f of decodeFrames(bundle.framesFile, { width, height, maxFrames: frames - n })) { if (kept.length < 8) kept.push(f); n++; }
+  while (n < frames) for await (const f of decodeFrames(bundle.framesFile, { width, height, maxFrames: frames - n, pixelFormat: 'yuv420p' })) { if (kept.length < 8) kept.push(f); n++; }
   const decodeFps = frames / ((performance.now() - t) / 1000);
   t = performance.now();
   const samples = await decodeAudio(audioFile);
@@ -117,10 +117,11 @@ async function stagesAlone(root: string, audioFile: string, frames: number, mode
   const mask = featheredMask(256);
   const [x, y, size] = manifest.boxes[0]!;
   t = performance.now();
-  for (let i = 0; i < frames; i++) pasteFace(kept[i % kept.length]!, width, height, fromNchw(face, 256), mask, 256, { x, y, size });
+  const planes = facePlanes(256);
+  for (let i = 0; i < frames; i++) pasteFace(kept[i % kept.length]!, width, height, nchwToYuv(face, 0, planes), mask, { x, y, size });
   const blendFps = frames / ((performance.now() - t) / 1000);
   t = performance.now();
-  const encoder = startEncoder({ output: path.join(ctx.scratchDir, 'alone.mp4'), width, height, fps: 25, audio: audioFile });
+  const encoder = startEncoder({ output: path.join(ctx.scratchDir, 'alone.mp4'), width, height, fps: 25, audio: audioFile, pixelFormat: 'yuv420p' });
   for (let i = 0; i < frames; i++) await encoder.write(kept[i % kept.length]!);
   await encoder.finish();
   const encodeFps = frames / ((performance.now() - t) / 1000);

@@ -5,9 +5,20 @@ import { PipelineError } from '../pipelines/pipeline';
 
 /**
  * The one place the worker talks to ffmpeg (through fluent-ffmpeg, unmaintained upstream since
- * 2025: keep it behind this module). Frames move as raw rgb24 through pipes, never as files, and
- * every command dies with the job's abort signal.
+ * 2025: keep it behind this module). Frames move raw through pipes, never as files, and every
+ * command dies with the job's abort signal.
  */
+
+/**
+ * Raw frame layouts: rgb24 for pixel work on whole frames (face detection, crops); yuv420p (I420)
+ * where frames only pass through with a face pasted in, since it is what H.264 holds: no colour
+ * conversion on either side, half the bytes.
+ */
+export type PixelFormat = 'rgb24' | 'yuv420p';
+
+export function frameBytes(width: number, height: number, format: PixelFormat = 'rgb24'): number {
+  return format === 'rgb24' ? width * height * 3 : width * height + 2 * (width >> 1) * (height >> 1);
+}
 
 /** A media problem a job reports as its failure. `retryable` only when another attempt may succeed. */
 export class MediaError extends PipelineError {
@@ -111,16 +122,18 @@ export interface FrameSource {
 }
 
 /**
- * Streams the video's frames as rgb24 buffers of exactly width*height*3 bytes, resampled to `fps`
- * and scaled to `width`x`height`. Backpressure reaches ffmpeg: it decodes only as fast as frames are taken.
+ * Streams the video's frames as buffers of exactly frameBytes(width, height, pixelFormat), resampled
+ * to `fps` and scaled to `width`x`height` (rgb24 unless asked). Backpressure reaches ffmpeg: it
+ * decodes only as fast as frames are taken.
  */
 export async function* decodeFrames(
   file: string,
-  options: { width: number; height: number; fps?: number; maxFrames?: number; startSec?: number; signal?: AbortSignal },
+  options: { width: number; height: number; fps?: number; maxFrames?: number; startSec?: number; pixelFormat?: PixelFormat; signal?: AbortSignal },
 ): AsyncGenerator<Buffer> {
-  const frameBytes = options.width * options.height * 3;
+  const pixelFormat = options.pixelFormat ?? 'rgb24';
+  const size = frameBytes(options.width, options.height, pixelFormat);
   const filters = [...(options.fps ? [`fps=${options.fps}`] : []), `scale=${options.width}:${options.height}:flags=bicubic`];
-  const cmd = command(file).noAudio().videoFilters(filters).outputOptions(['-pix_fmt', 'rgb24']).format('rawvideo');
+  const cmd = command(file).noAudio().videoFilters(filters).outputOptions(['-pix_fmt', pixelFormat]).format('rawvideo');
   if (options.maxFrames) cmd.frames(options.maxFrames);
   // Input seeking: ffmpeg decodes from the keyframe before and drops frames up to the time, so it is exact.
   if (options.startSec) cmd.inputOptions(['-ss', options.startSec.toFixed(6)]);
@@ -141,19 +154,19 @@ export async function* decodeFrames(
   const out = cmd.pipe() as Readable;
   // Chunks (64 KB pipe reads) are copied once into the frame being filled; a frame is yielded
   // whole and its buffer not reused, since the consumer may keep it.
-  let frame = Buffer.allocUnsafe(frameBytes);
+  let frame = Buffer.allocUnsafe(size);
   let filled = 0;
   try {
     for await (const chunk of out as AsyncIterable<Buffer>) {
       let offset = 0;
       while (offset < chunk.length) {
-        const n = Math.min(frameBytes - filled, chunk.length - offset);
+        const n = Math.min(size - filled, chunk.length - offset);
         chunk.copy(frame, filled, offset, offset + n);
         filled += n;
         offset += n;
-        if (filled === frameBytes) {
+        if (filled === size) {
           yield frame;
-          frame = Buffer.allocUnsafe(frameBytes);
+          frame = Buffer.allocUnsafe(size);
           filled = 0;
         }
       }
@@ -197,7 +210,7 @@ export interface VideoEncoder {
 }
 
 /**
- * H.264 (yuv420p) from raw rgb24 frames written to ffmpeg's stdin, muxed with `audio` (AAC). The
+ * H.264 (yuv420p) from raw frames (rgb24 unless told) written to ffmpeg's stdin, muxed with `audio` (AAC). The
  * caller writes as many frames as the audio needs, so the streams end within one frame of each other.
  */
 export function startEncoder(options: {
@@ -212,12 +225,14 @@ export function startEncoder(options: {
   outputHeight?: number;
   /** libx264 tuning; `fastdecode` for a video that is decoded again and again (the avatar loop). */
   tune?: 'fastdecode';
+  pixelFormat?: PixelFormat;
   signal?: AbortSignal;
 }): VideoEncoder {
-  const input = new PassThrough({ highWaterMark: options.width * options.height * 3 * 2 });
+  const pixelFormat = options.pixelFormat ?? 'rgb24';
+  const input = new PassThrough({ highWaterMark: frameBytes(options.width, options.height, pixelFormat) * 2 });
   const cmd = command(input)
     .inputFormat('rawvideo')
-    .inputOptions(['-pix_fmt', 'rgb24', '-s', `${options.width}x${options.height}`, '-r', String(options.fps)]);
+    .inputOptions(['-pix_fmt', pixelFormat, '-s', `${options.width}x${options.height}`, '-r', String(options.fps)]);
   if (options.audio) cmd.input(options.audio);
   const codec = options.codec ?? 'libx264';
   cmd.outputOptions([

@@ -5,7 +5,7 @@ import { fetchMedia } from '../../media/fetch-media';
 import { logMelWindows, SAMPLE_RATE } from '../../media/mel';
 import { PipelineError, type JobContext } from '../pipeline';
 import { BoundedQueue, runStages } from '../shared/bounded-queue';
-import { fromNchw, pasteFace } from '../shared/frames';
+import { facePlanes, nchwToYuv, pasteFace } from '../shared/frames';
 import { CROP_SIZE, LATENT_SIZE, MASK_SIZE, readBundleData, readManifest, sameParams, sourceFrame, type BundleManifest } from '../avatar-prepare/bundle';
 import { DETECTOR_ID, prepareAvatar, type PrepareModels } from '../avatar-prepare/prepare-avatar';
 import { audioPromptFor, concatSegments, videoFrameCount } from './audio-features';
@@ -44,7 +44,8 @@ async function avatarFor(input: LipsyncInput, models: PrepareModels, ctx: JobCon
 /**
  * MuseTalk lip-sync: audio -> Whisper features -> one UNet prompt per video frame; the avatar's
  * frames loop forward and backward; each frame's face is generated in batches, decoded, pasted back
- * with the blend mask, and streamed into ffmpeg with the original audio. Decode, inference and
+ * with the blend mask, and streamed into ffmpeg with the original audio. Frames stay yuv420p from
+ * the decoder to the encoder. Decode, inference and
  * encode run as three stages joined by bounded queues, so memory stays flat for any length.
  */
 export async function lipsync(input: LipsyncInput, models: PrepareModels, ctx: JobContext): Promise<LipsyncResult> {
@@ -68,7 +69,7 @@ export async function lipsync(input: LipsyncInput, models: PrepareModels, ctx: J
 
   const { width, height } = manifest;
   const output = path.join(ctx.scratchDir, 'lipsync.mp4');
-  const encoder = startEncoder({ output, width, height, fps, audio: audioFile, crf: input.options?.crf, outputHeight: input.options?.outputHeight, codec: models.videoCodec, signal: ctx.signal });
+  const encoder = startEncoder({ output, width, height, fps, audio: audioFile, crf: input.options?.crf, outputHeight: input.options?.outputHeight, codec: models.videoCodec, pixelFormat: 'yuv420p', signal: ctx.signal });
   const decoded = new BoundedQueue<Decoded>(QUEUE_DEPTH);
   const generated = new BoundedQueue<Generated>(QUEUE_DEPTH);
   const batchSize = input.options?.batchSize ?? musetalk.batchSize;
@@ -78,7 +79,7 @@ export async function lipsync(input: LipsyncInput, models: PrepareModels, ctx: J
     async () => {
       let index = 0;
       while (index < total) {
-        for await (const frame of decodeFrames(bundle.framesFile, { width, height, maxFrames: total - index, signal: ctx.signal })) {
+        for await (const frame of decodeFrames(bundle.framesFile, { width, height, maxFrames: total - index, pixelFormat: 'yuv420p', signal: ctx.signal })) {
           await decoded.push({ index, frame });
           index++;
         }
@@ -125,12 +126,12 @@ export async function lipsync(input: LipsyncInput, models: PrepareModels, ctx: J
     // Compose and encode, in frame order.
     async () => {
       let done = 0;
-      const face = new Uint8Array(CROP_SIZE * CROP_SIZE * 3);
+      const face = facePlanes(CROP_SIZE);
       for await (const item of generated) {
         const src = sourceFrame(item.index, manifest.frameCount);
         const [x, y, size] = manifest.boxes[src]!;
-        fromNchw(item.faces, CROP_SIZE, item.offset, face);
-        pasteFace(item.frame, width, height, face, bundle.masks.subarray(src * MASK_SIZE, (src + 1) * MASK_SIZE), CROP_SIZE, { x, y, size });
+        nchwToYuv(item.faces, item.offset, face);
+        pasteFace(item.frame, width, height, face, bundle.masks.subarray(src * MASK_SIZE, (src + 1) * MASK_SIZE), { x, y, size });
         await encoder.write(item.frame);
         if (++done % 10 === 0 || done === total) ctx.progress('render', done / total, `${done} of ${total} frames`);
       }

@@ -1,7 +1,7 @@
 /**
- * Pixel work on raw rgb24 frames, in plain TypeScript over typed arrays: tensor layout, the blend
- * mask and the feathered paste-back (crops are cut by face-track.ts's cropResize). Each runs once per frame, so none allocates per pixel and
- * callers may pass the output buffer to reuse.
+ * Pixel work in plain TypeScript over typed arrays: tensor layout (rgb24 crops in), the blend mask,
+ * and the feathered paste-back into yuv420p frames (crops are cut by face-track.ts's cropResize).
+ * Each runs once per frame, so none allocates per pixel and callers may pass the output to reuse.
  */
 
 /** A square crop in source pixels. */
@@ -21,16 +21,39 @@ export function toNchw(rgb: Uint8Array, size: number, out: Float32Array, offset 
   }
 }
 
-/** A float NCHW image in [-1, 1] back to rgb24. */
-export function fromNchw(data: Float32Array | Uint16Array, size: number, offset = 0, out = new Uint8Array(size * size * 3), toFloat: (v: number) => number = (v) => v): Uint8Array {
+/**
+ * A face crop in BT.601 limited-range YUV, the colour space of ffmpeg's yuv420p frames (swscale's
+ * default for rgb24), each plane at full crop resolution: chroma is subsampled only when pasted.
+ */
+export interface FacePlanes {
+  size: number;
+  y: Uint8Array;
+  u: Uint8Array;
+  v: Uint8Array;
+}
+
+export function facePlanes(size: number): FacePlanes {
   const plane = size * size;
+  return { size, y: new Uint8Array(plane), u: new Uint8Array(plane), v: new Uint8Array(plane) };
+}
+
+/** A float NCHW RGB image in [-1, 1] (the VAE decoder's output) to YUV planes. */
+export function nchwToYuv(data: Float32Array, offset: number, out: FacePlanes): FacePlanes {
+  const plane = out.size * out.size;
   for (let i = 0; i < plane; i++) {
-    for (let ch = 0; ch < 3; ch++) {
-      const v = (toFloat(data[offset + ch * plane + i]!) + 1) * 127.5;
-      out[i * 3 + ch] = v <= 0 ? 0 : v >= 255 ? 255 : v + 0.5;
-    }
+    const r = (data[offset + i]! + 1) * 127.5;
+    const g = (data[offset + plane + i]! + 1) * 127.5;
+    const b = (data[offset + 2 * plane + i]! + 1) * 127.5;
+    // Uint8Array stores wrap around rather than clamp, and the decoder may overshoot [-1, 1].
+    out.y[i] = clamp(16.5 + 0.256788 * r + 0.504129 * g + 0.097906 * b);
+    out.u[i] = clamp(128.5 - 0.148223 * r - 0.290993 * g + 0.439216 * b);
+    out.v[i] = clamp(128.5 + 0.439216 * r - 0.367788 * g - 0.071427 * b);
   }
   return out;
+}
+
+function clamp(v: number): number {
+  return v <= 0 ? 0 : v >= 255 ? 255 : v;
 }
 
 /**
@@ -57,35 +80,59 @@ function smooth(t: number): number {
 }
 
 /**
- * Pastes a generated `size` x `size` face into the frame at `box`, weighted by `mask`: the face and
- * mask are resampled bilinearly to the box, so the frame keeps its own resolution.
+ * Pastes a generated face into a yuv420p frame (even width and height) at `box`, weighted by
+ * `mask`: face and mask are resampled bilinearly to the box, luma at full and chroma at half
+ * resolution. Working in the frame's own format spares a full-frame colour conversion on each side
+ * of ffmpeg, and halves the bytes piped, for the price of converting one 256x256 crop.
  */
-export function pasteFace(frame: Uint8Array, width: number, height: number, face: Uint8Array, mask: Uint8Array, size: number, box: SquareBox): void {
+export function pasteFace(frame: Uint8Array, width: number, height: number, face: FacePlanes, mask: Uint8Array, box: SquareBox): void {
+  const luma = width * height;
+  const cw = width >> 1;
+  const ch = height >> 1;
+  pastePlanes(width, height, 1, face.size, mask, box, [[frame.subarray(0, luma), face.y]]);
+  pastePlanes(cw, ch, 2, face.size, mask, box, [[frame.subarray(luma, luma + cw * ch), face.u], [frame.subarray(luma + cw * ch, luma + 2 * cw * ch), face.v]]);
+}
+
+/** Blends `pairs` of (frame plane, crop plane) over the box; a plane pixel covers `sub` x `sub` frame pixels. */
+function pastePlanes(width: number, height: number, sub: number, size: number, mask: Uint8Array, box: SquareBox, pairs: [Uint8Array, Uint8Array][]): void {
   const scale = size / box.size;
-  const x0 = Math.max(0, Math.floor(box.x));
-  const y0 = Math.max(0, Math.floor(box.y));
-  const x1 = Math.min(width, Math.ceil(box.x + box.size));
-  const y1 = Math.min(height, Math.ceil(box.y + box.size));
+  const x0 = Math.max(0, Math.floor(box.x / sub));
+  const y0 = Math.max(0, Math.floor(box.y / sub));
+  const x1 = Math.min(width, Math.ceil((box.x + box.size) / sub));
+  const y1 = Math.min(height, Math.ceil((box.y + box.size) / sub));
+  if (x1 <= x0 || y1 <= y0) return;
+  // The crop column and weight of each frame column, once per call rather than once per pixel.
+  const cols = new Int32Array(x1 - x0);
+  const tx = new Float32Array(x1 - x0);
+  for (let x = x0; x < x1; x++) {
+    const fx = cropCoord((x + 0.5) * sub, box.x, scale, size);
+    cols[x - x0] = Math.floor(fx);
+    tx[x - x0] = fx - Math.floor(fx);
+  }
   for (let y = y0; y < y1; y++) {
-    const fy = Math.min(size - 1, Math.max(0, (y - box.y + 0.5) * scale - 0.5));
+    const fy = cropCoord((y + 0.5) * sub, box.y, scale, size);
     const r0 = Math.floor(fy);
-    const r1 = Math.min(size - 1, r0 + 1);
+    const row0 = r0 * size;
+    const row1 = Math.min(size - 1, r0 + 1) * size;
     const ty = fy - r0;
     for (let x = x0; x < x1; x++) {
-      const fx = Math.min(size - 1, Math.max(0, (x - box.x + 0.5) * scale - 0.5));
-      const c0 = Math.floor(fx);
+      const c0 = cols[x - x0]!;
       const c1 = Math.min(size - 1, c0 + 1);
-      const tx = fx - c0;
-      const i00 = r0 * size + c0, i01 = r0 * size + c1, i10 = r1 * size + c0, i11 = r1 * size + c1;
-      const m = lerp2(mask[i00]!, mask[i01]!, mask[i10]!, mask[i11]!, tx, ty) / 255;
+      const wx = tx[x - x0]!;
+      const m = lerp2(mask[row0 + c0]!, mask[row0 + c1]!, mask[row1 + c0]!, mask[row1 + c1]!, wx, ty) / 255;
       if (m <= 0) continue;
-      const o = (y * width + x) * 3;
-      for (let ch = 0; ch < 3; ch++) {
-        const v = lerp2(face[i00 * 3 + ch]!, face[i01 * 3 + ch]!, face[i10 * 3 + ch]!, face[i11 * 3 + ch]!, tx, ty);
-        frame[o + ch] = frame[o + ch]! + (v - frame[o + ch]!) * m + 0.5;
+      const o = y * width + x;
+      for (const [dst, src] of pairs) {
+        const v = lerp2(src[row0 + c0]!, src[row0 + c1]!, src[row1 + c0]!, src[row1 + c1]!, wx, ty);
+        dst[o] = dst[o]! + (v - dst[o]!) * m + 0.5;
       }
     }
   }
+}
+
+/** A frame coordinate (pixel centre) in crop pixels, clamped to the crop. */
+function cropCoord(at: number, origin: number, scale: number, size: number): number {
+  return Math.min(size - 1, Math.max(0, (at - origin) * scale - 0.5));
 }
 
 function lerp2(a: number, b: number, c: number, d: number, tx: number, ty: number): number {
