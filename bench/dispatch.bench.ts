@@ -5,12 +5,12 @@
  *  (c) graphile-worker 0.17 on the same jobs, same database, same concurrency.
  * The last line is machine-readable; see README "Benchmarks".
  */
-import { Pool } from 'pg';
-import { run, makeWorkerUtils } from 'graphile-worker';
 import type { WorkerClient } from '@avatar-fleet/contracts';
-import { registerWorker } from '@avatar-fleet/orchestrator/dist/test/helpers/fixtures';
 import { startOrchestratorProcess } from '@avatar-fleet/orchestrator/dist/test/helpers/orchestrator-process';
+import { vacuum } from './lib/backlog';
 import { startBenchDatabase } from './lib/bench-database';
+import { drainOverHttp, heartbeats, insertFleetJobs, registerHttpWorkers } from './lib/fleet-workers';
+import { addGraphileJobs, startGraphileWorkers } from './lib/graphile-queue';
 import { percentile, round } from './lib/stats';
 
 const JOBS = Number(process.env.BENCH_JOBS ?? 20_000);
@@ -18,19 +18,8 @@ const CONCURRENCY = 8;
 const LATENCY_SAMPLES = Number(process.env.BENCH_LATENCY_SAMPLES ?? 500);
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
 
-/** Heartbeats every 10 s, as real workers do; without them a run longer than 30 s would mark the workers offline. */
-function heartbeats(clients: { client: WorkerClient; id: string }[]): () => void {
-  const timer = setInterval(() => {
-    for (const { client, id } of clients) void client.heartbeat(id, { activity: 'busy', leases: [] }).catch(() => undefined);
-  }, 10_000);
-  return () => clearInterval(timer);
-}
-
 async function latency(worker: () => WorkerClient, enqueue: () => Promise<string>): Promise<{ p50: number; p99: number }> {
-  const clients = await Promise.all(Array.from({ length: CONCURRENCY }, async () => {
-    const client = worker();
-    return { client, id: await registerWorker(client, { gpuClass: 'bench' }) };
-  }));
+  const clients = await registerHttpWorkers(worker, 'bench', CONCURRENCY);
   // A claim can arrive before the enqueue call returns its id: whichever of the two comes second
   // records the sample.
   const claimedAt = new Map<string, number>();
@@ -68,37 +57,12 @@ async function latency(worker: () => WorkerClient, enqueue: () => Promise<string
 
 /** Throughput of HTTP workers; with `claimNext` each completion also claims the next job (one call per job). */
 async function httpThroughput(url: string, worker: () => WorkerClient, claimNext: boolean): Promise<number> {
-  const pool = new Pool({ connectionString: url, max: 2 });
-  await pool.query(
-    `INSERT INTO jobs (owner, kind, state, input, gpu_class, min_vram_gb, max_attempts, timeout_sec, backoff_base_ms, backoff_max_ms)
-     SELECT 'product', 'lipsync', 'queued', jsonb_build_object('avatarId', 'a', 'audio', 'a.wav', 'n', g), 'bench-throughput', 6, 3, 900, 2000, 60000
-     FROM generate_series(1, $1) g`,
-    [JOBS],
-  );
-  await pool.query(`DELETE FROM workers`);
-  await pool.query('VACUUM ANALYZE jobs');
-  await pool.end();
-  const clients = await Promise.all(Array.from({ length: CONCURRENCY }, async () => {
-    const client = worker();
-    return { client, id: await registerWorker(client, { gpuClass: 'bench-throughput' }) };
-  }));
-  let done = 0;
+  await insertFleetJobs(url, JOBS, 'bench-throughput');
+  await vacuum(url, { table: 'jobs' });
+  const clients = await registerHttpWorkers(worker, 'bench-throughput', CONCURRENCY);
   const stopHeartbeats = heartbeats(clients);
   const start = performance.now();
-  await Promise.all(clients.map(async ({ client, id }) => {
-    let job = (await client.claim(id, 0))?.job ?? null;
-    while (job) {
-      const fence = { attempt: job.attempt, leaseToken: job.leaseToken };
-      if (claimNext) {
-        const reply = await client.status(job.id, { ...fence, status: 'completed', result: {}, claimNext: { workerId: id } });
-        job = reply.next ?? null;
-      } else {
-        await client.status(job.id, { ...fence, status: 'completed', result: {} });
-        job = (await client.claim(id, 0))?.job ?? null;
-      }
-      done++;
-    }
-  }));
+  const done = await drainOverHttp(clients, claimNext);
   const seconds = (performance.now() - start) / 1000;
   stopHeartbeats();
   if (done !== JOBS) throw new Error(`HTTP workers finished ${done} of ${JOBS} jobs`);
@@ -106,26 +70,13 @@ async function httpThroughput(url: string, worker: () => WorkerClient, claimNext
 }
 
 async function graphileThroughput(url: string): Promise<number> {
-  const utils = await makeWorkerUtils({ connectionString: url });
-  await utils.migrate();
-  for (let i = 0; i < JOBS; i += 1000) {
-    await utils.addJobs(Array.from({ length: Math.min(1000, JOBS - i) }, (_, k) => ({ identifier: 'noop', payload: { n: i + k } })));
-  }
-  await utils.release();
+  await addGraphileJobs(url, JOBS);
   let done = 0;
   let finish!: () => void;
   const finished = new Promise<void>((r) => (finish = r));
   const start = performance.now();
-  const runner = await run({
-    connectionString: url,
-    concurrency: CONCURRENCY,
-    noHandleSignals: true,
-    logger: new (await import('graphile-worker')).Logger(() => () => undefined),
-    taskList: {
-      noop: async () => {
-        if (++done === JOBS) finish();
-      },
-    },
+  const runner = await startGraphileWorkers(url, CONCURRENCY, () => {
+    if (++done === JOBS) finish();
   });
   await finished;
   const seconds = (performance.now() - start) / 1000;

@@ -7,7 +7,7 @@ import { fileURLToPath } from 'node:url';
 import { startTestPostgres } from './test-database.mjs';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
-const packages = ['contracts', 'orchestrator', 'worker'];
+const packages = ['contracts', 'orchestrator', 'worker', 'sim'];
 
 function testFiles(dir) {
   let out = [];

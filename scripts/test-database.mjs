@@ -33,6 +33,8 @@ export async function startTestPostgres({ template = 'fleet_template' } = {}) {
     base,
     template,
     url: db.url,
+    /** Restarts the server in place ('fast' or 'immediate', see embedded-postgres.ts): for chaos runs. */
+    restart: (mode) => db.restart(mode),
     async stop() {
       await db.stop().catch(() => undefined);
       rmSync(dir, { recursive: true, force: true });

@@ -1,5 +1,6 @@
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
+import { Client } from 'pg';
 
 interface TestPostgres {
   url: string;
@@ -16,4 +17,17 @@ export async function startBenchDatabase(): Promise<TestPostgres> {
     startTestPostgres(options?: { template?: string }): Promise<TestPostgres>;
   };
   return startTestPostgres({ template: 'bench' });
+}
+
+/** Creates an empty database `name` on the server of `url` and returns its URL. */
+export async function createDatabase(url: string, name: string): Promise<string> {
+  const base = url.slice(0, url.lastIndexOf('/') + 1);
+  const admin = new Client({ connectionString: `${base}postgres` });
+  await admin.connect();
+  try {
+    await admin.query(`CREATE DATABASE "${name.replace(/"/g, '')}"`);
+  } finally {
+    await admin.end();
+  }
+  return `${base}${name}`;
 }

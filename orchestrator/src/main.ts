@@ -3,8 +3,10 @@ import { Logger, type LogLevel } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import { FastifyAdapter, type NestFastifyApplication } from '@nestjs/platform-fastify';
 import { SwaggerModule } from '@nestjs/swagger';
+import { answerMalformedRequest } from '@avatar-fleet/contracts';
 import { DataSource } from 'typeorm';
 import { AppModule } from './app.module';
+import { frameworkErrorHandler } from './common/error.filter';
 import { ConfigError, loadConfig, type OrchestratorConfig } from './config/orchestrator.config';
 import { startEmbeddedPostgres, type EmbeddedDatabase } from './database/embedded-postgres';
 import { runMigrations } from './database/migrate';
@@ -35,10 +37,19 @@ export async function startOrchestrator(config: OrchestratorConfig): Promise<Run
     onProtoPoisoning: 'error',
     onConstructorPoisoning: 'error',
     return503OnClosing: true,
+    // Worker ids are up to 128 characters (WORKER_ID_PATTERN); fastify's default of 100 refused the longer ones.
+    routerOptions: { maxParamLength: 256 },
+    // Refusals that happen before Nest sees the request still answer with an ErrorBody.
+    clientErrorHandler: answerMalformedRequest,
+    frameworkErrors: frameworkErrorHandler,
   });
   const app = await NestFactory.create<NestFastifyApplication>(AppModule.forRoot(config, databaseUrl), adapter, {
     logger: LEVELS.slice(0, LEVELS.indexOf(config.LOG_LEVEL) + 1),
+    // JSON only, through fastify's own parser (bodyLimit, poisoning checks): a form or text body is a
+    // 415 naming Content-Type, not a validation error about a key made of the whole body.
+    bodyParser: false,
   });
+  app.getHttpAdapter().getInstance().removeContentTypeParser('text/plain');
   const applied = await runMigrations(app.get(DataSource));
   if (applied.length) logger.log(`applied migrations: ${applied.join(', ')}`);
 

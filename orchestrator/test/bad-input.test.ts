@@ -1,9 +1,18 @@
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
+import type { ErrorBody } from '@avatar-fleet/contracts';
 import { startOrchestratorProcess, API_KEY, INTERNAL_KEY, type OrchestratorProcess } from './helpers/orchestrator-process';
-import { registerWorker } from './helpers/fixtures';
+import { lane, lipsyncJob, registerWorker } from './helpers/fixtures';
+import { sendRaw } from './helpers/fuzz-runner';
+import { useOrchestrator } from './helpers/orchestrator-suite';
 import { createTestDatabase } from './helpers/test-database';
+
+function nested(depth: number): unknown {
+  let value: unknown = 1;
+  for (let i = 0; i < depth; i++) value = { a: value };
+  return value;
+}
 
 interface Case {
   name: string;
@@ -57,6 +66,13 @@ describe('bad input gets a 4xx naming the problem; bad keys get 401', () => {
     { name: 'list state unknown', method: 'GET', path: '/v1/jobs?state=done', field: 'state' },
     { name: 'forged cursor', method: 'GET', path: '/v1/jobs?cursor=bm90LWEtY3Vyc29y', field: 'cursor' },
     { name: 'unknown worker command', path: '/v1/workers/w1/command', body: { command: 'reboot' }, field: 'command' },
+    // class-transformer took a `constructor` key for the object's class (500) and dropped `toString` without a word.
+    { name: 'constructor key inside input', path: '/v1/jobs', body: { kind: 'avatar.prepare', input: JSON.parse('{"source":"a.mp4","constructor":{"name":"x"}}') }, field: 'input.constructor' },
+    { name: 'toString key at the top', path: '/v1/jobs', body: JSON.parse('{"kind":"lipsync","input":{"avatarId":"a","audio":"a.wav"},"toString":1}'), field: 'toString' },
+    { name: 'requirements is an array', path: '/v1/jobs', body: { kind: 'lipsync', input: { avatarId: 'a', audio: 'a.wav' }, requirements: [] }, field: 'requirements' },
+    // PostgreSQL stores neither NUL nor a lone surrogate: they were 500s from the INSERT.
+    { name: 'NUL in a stored string', path: '/v1/jobs', body: { kind: 'lipsync', input: { avatarId: 'a', audio: 'a.wav' }, requirements: { gpuClass: 'a\u0000b' } }, field: 'requirements.gpuClass' },
+    { name: 'body is JSON null', path: '/v1/jobs', raw: 'null', field: '(body)' },
   ];
   const internal: Case[] = [
     { name: 'register without kinds', path: '/internal/buffer/workers/register', body: { provider: 'vast', mode: 'buffer', version: '1' }, field: 'kinds' },
@@ -78,6 +94,18 @@ describe('bad input gets a 4xx naming the problem; bad keys get 401', () => {
     { name: 'progress fraction above 1', path: () => `/internal/jobs/${jobId}/progress`, body: { ...fence, stage: 'unet', fraction: 1.5, sequence: 1 }, field: 'fraction' },
     { name: 'progress sequence negative', path: () => `/internal/jobs/${jobId}/progress`, body: { ...fence, stage: 'unet', fraction: 0.5, sequence: -1 }, field: 'sequence' },
     { name: 'deregister with a huge reason', path: () => `/internal/buffer/workers/${workerId}/deregister`, body: { reason: 'x'.repeat(10_000) }, field: 'reason' },
+    { name: 'register with a constructor key', path: '/internal/buffer/workers/register', body: JSON.parse('{"provider":"vast","mode":"buffer","version":"1","kinds":["lipsync"],"constructor":{"x":1}}'), field: 'constructor' },
+    { name: 'register with a lone surrogate', path: '/internal/buffer/workers/register', body: { provider: 'vast', mode: 'buffer', version: '\ud800', kinds: ['lipsync'] }, field: 'version' },
+    // Integers past what the columns hold were 500s from PostgreSQL (`attempt` is an integer, `sequence` a bigint).
+    { name: 'lease attempt past int32', path: () => `/internal/buffer/workers/${workerId}/heartbeat`, body: { activity: 'busy', leases: [{ jobId, attempt: 2 ** 31, leaseToken: randomUUID() }] }, field: 'leases.0.attempt' },
+    { name: 'status attempt past int32', path: () => `/internal/buffer/jobs/${jobId}/status`, body: { ...fence, attempt: 2 ** 32, status: 'running' }, field: 'attempt' },
+    { name: 'progress sequence 1e21', path: () => `/internal/jobs/${jobId}/progress`, body: { ...fence, stage: 'unet', fraction: 0.5, sequence: 1e21 }, field: 'sequence' },
+    { name: 'lease that is an array', path: () => `/internal/buffer/workers/${workerId}/heartbeat`, body: { activity: 'busy', leases: [[]] }, field: 'leases' },
+    { name: 'failed with error as an array', path: () => `/internal/buffer/jobs/${jobId}/status`, body: { ...fence, status: 'failed', error: [] }, field: 'error' },
+    { name: 'claimNext as an array', path: () => `/internal/buffer/jobs/${jobId}/status`, body: { ...fence, status: 'completed', result: {}, claimNext: [] }, field: 'claimNext' },
+    { name: 'NUL in an error message', path: () => `/internal/buffer/jobs/${jobId}/status`, body: { ...fence, status: 'failed', error: { code: 'x', message: 'a\u0000', retryable: false } }, field: 'error.message' },
+    // 40 levels deep overflowed class-transformer's stack (500); the answer names the path where depth 32 is passed.
+    { name: 'result nested too deep', path: () => `/internal/buffer/jobs/${jobId}/status`, body: { ...fence, status: 'completed', result: nested(40) }, field: ['result', ...Array(31).fill('a')].join('.') },
   ];
 
   async function send(c: Case, key: string | null) {
@@ -117,6 +145,7 @@ describe('bad input gets a 4xx naming the problem; bad keys get 401', () => {
         const res = await send(c, key);
         assert.equal(res.status, 401, `${c.name} with ${key === null ? 'no key' : 'a wrong key'}`);
         assert.equal(res.body?.error?.code, 'unauthorized');
+        assert.match(res.body.error.message, /Authorization: Bearer/, 'the 401 names the header to send');
       }
     }
   });
@@ -127,5 +156,82 @@ describe('bad input gets a 4xx naming the problem; bad keys get 401', () => {
     const log = orch.output();
     for (const secret of [API_KEY, INTERNAL_KEY]) assert.ok(!log.includes(secret), 'a key leaked into the log');
     assert.doesNotMatch(log, /\b500\b|internal error/i);
+  });
+});
+
+describe('refusals made before validation answer with an ErrorBody too', () => {
+  const suite = useOrchestrator({ BODY_LIMIT_BYTES: '65536' });
+  const headers = (type = 'application/json') => ({ authorization: `Bearer ${API_KEY}`, 'content-type': type });
+  const errorOf = async (res: Response) => ((await res.json()) as ErrorBody).error;
+  const rawAnswer = async (bytes: string | Buffer) => {
+    const answer = await sendRaw(new URL(suite.orch.url), Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes, 'latin1'));
+    assert.ok(!('error' in answer), `an answer came: ${'error' in answer ? answer.error : ''}`);
+    return { status: answer.status, error: (JSON.parse(answer.body.toString('utf8')) as ErrorBody).error };
+  };
+
+  test('a body that is not JSON gets 415 naming Content-Type (a form was parsed as one, text/plain reached validation)', async () => {
+    for (const type of ['application/x-www-form-urlencoded', 'text/plain', 'application/octet-stream']) {
+      const res = await fetch(`${suite.orch.url}/v1/jobs`, { method: 'POST', headers: headers(type), body: 'kind=lipsync' });
+      assert.equal(res.status, 415, type);
+      const error = await errorOf(res);
+      assert.deepEqual(error.fields?.map((f) => f.field), ['content-type'], type);
+      assert.match(error.message, /content-type/i);
+    }
+  });
+
+  test('a path that is not a valid URL, or whose id is too long, is a 4xx naming the path', async () => {
+    let res = await fetch(`${suite.orch.url}/v1/jobs/%zz/cancel`, { method: 'POST', headers: headers(), body: '{}' });
+    assert.equal(res.status, 400);
+    assert.deepEqual((await errorOf(res)).fields?.map((f) => f.field), ['(path)']);
+    res = await fetch(`${suite.orch.url}/v1/workers/${'w'.repeat(300)}/command`, { method: 'POST', headers: headers(), body: '{"command":"drain"}' });
+    assert.equal(res.status, 414);
+    assert.deepEqual((await errorOf(res)).fields?.map((f) => f.field), ['(path)']);
+  });
+
+  test('a worker id of 128 characters, which registration allows, can heartbeat (fastify refused ids over 100)', async () => {
+    const id = await registerWorker(suite.worker, { workerId: 'w'.repeat(128) });
+    assert.deepEqual((await suite.worker.heartbeat(id, { activity: 'idle', leases: [] })).lost, []);
+  });
+
+  test('malformed HTTP gets an ErrorBody naming the request, never echoing it', async () => {
+    const { status, error } = await rawAnswer(`POST /v1/jobs HTTP/1.1\r\nhost: x\r\nauthorization: Bearer ${API_KEY}\r\nx-bad: a\u0000b\r\ncontent-length: 2\r\n\r\n{}`);
+    assert.equal(status, 400);
+    assert.deepEqual(error.fields?.map((f) => f.field), ['(request)']);
+    assert.ok(!error.message.includes(API_KEY));
+    assert.equal((await rawAnswer(`GET /health HTTP/1.1\r\nhost: x\r\nx-big: ${'a'.repeat(20_000)}\r\n\r\n`)).status, 431);
+  });
+
+  test('an oversized body gets its 413, not a reset connection while the client still writes', async () => {
+    // Closing on the client mid-upload lost the answer about one time in three (EPIPE): ten tries catch that.
+    const body = JSON.stringify({ kind: 'lipsync', input: { audio: 'x'.repeat(4 * 1024 * 1024) } });
+    for (let i = 0; i < 10; i++) {
+      const res = await fetch(`${suite.orch.url}/v1/jobs`, { method: 'POST', headers: headers(), body });
+      assert.equal(res.status, 413);
+      assert.equal((await errorOf(res)).code, 'payload_too_large');
+    }
+  });
+
+  test('a body with thousands of bad fields names the first 20 and counts the rest', async () => {
+    const input = Object.fromEntries(Array.from({ length: 3000 }, (_, i) => [`k${i}`, i]));
+    const res = await fetch(`${suite.orch.url}/v1/jobs`, { method: 'POST', headers: headers(), body: JSON.stringify({ kind: 'avatar.prepare', input: { source: 'a.mp4', ...input } }) });
+    assert.equal(res.status, 400);
+    const error = await errorOf(res);
+    assert.equal(error.fields?.length, 20);
+    assert.match(error.message, /and 2980 more$/);
+  });
+
+  test('a failed status whose claimNext names an unregistered worker is applied and answered without a next job', async () => {
+    const gpuClass = lane();
+    const workerId = await registerWorker(suite.worker, { gpuClass });
+    await suite.fleet.createJob(lipsyncJob({ requirements: { gpuClass } }));
+    const { job } = (await suite.worker.claim(workerId, 0))!;
+    const res = await fetch(`${suite.orch.url}/internal/buffer/jobs/${job.id}/status`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${INTERNAL_KEY}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ attempt: job.attempt, leaseToken: job.leaseToken, status: 'failed', error: { code: 'x', message: 'y', retryable: true }, claimNext: { workerId: 'ghost-worker' } }),
+    });
+    // As with completed: the failure is accepted and no next job comes, since the worker cannot claim.
+    assert.equal(res.status, 200);
+    assert.equal(((await res.json()) as { next: unknown }).next, null);
   });
 });

@@ -78,6 +78,39 @@ describe('leases, fencing and the reaper (short lease TTL)', () => {
     assert.equal(current.attempt, 1);
   });
 
+  test('heartbeats sent at once (written as one batch) are each answered for their own worker and leases', async () => {
+    const gpuClass = lane();
+    const workers = await Promise.all(Array.from({ length: 24 }, () => registerWorker(suite.worker, { gpuClass })));
+    await Promise.all(workers.map(() => suite.fleet.createJob(lipsyncJob({ requirements: { gpuClass } }))));
+    const leases = await Promise.all(workers.map(async (w) => {
+      const job = (await suite.worker.claim(w, 0))!.job;
+      return { jobId: job.id, attempt: job.attempt, leaseToken: job.leaseToken };
+    }));
+    const [a, b, c] = workers;
+    const beats = await Promise.allSettled([
+      ...workers.map((w, i) => suite.worker.heartbeat(w, { activity: 'busy', leases: [leases[i]!] })),
+      suite.worker.heartbeat(a!, { activity: 'busy', leases: [leases[0]!, leases[1]!] }), // b's lease is not a's
+      suite.worker.heartbeat(c!, { activity: 'busy', leases: [{ ...leases[2]!, leaseToken: '00000000-0000-4000-8000-000000000000' }] }),
+      suite.worker.heartbeat('never-registered', { activity: 'idle', leases: [] }),
+    ]);
+    const answer = (i: number) => (beats[i] as PromiseFulfilledResult<{ renewed: string[]; lost: string[] }>).value;
+    workers.forEach((_, i) => assert.deepEqual(answer(i), { ...answer(i), renewed: [leases[i]!.jobId], lost: [] }, `worker ${i}`));
+    assert.deepEqual([answer(24).renewed, answer(24).lost], [[leases[0]!.jobId], [leases[1]!.jobId]]);
+    assert.deepEqual([answer(25).renewed, answer(25).lost], [[], [leases[2]!.jobId]]);
+    assert.equal((beats[26] as PromiseRejectedResult).reason.code, 'worker_not_registered');
+    const jobB = await suite.fleet.getJob(leases[1]!.jobId);
+    assert.equal(jobB.workerId, b, 'another worker naming a lease does not take it');
+  });
+
+  test('a fleet that grows fast gets fresh planner statistics without waiting for autovacuum', async () => {
+    const analyzed = async () => (await suite.db.pool.query(`SELECT analyze_count FROM pg_stat_user_tables WHERE relname = 'workers'`)).rows[0].analyze_count as string;
+    const before = Number(await analyzed());
+    // From any count below 64, 64 more registrations pass a power of two.
+    const gpuClass = lane();
+    for (let i = 0; i < 64; i++) await registerWorker(suite.worker, { gpuClass });
+    await eventually(async () => (Number(await analyzed()) > before ? true : undefined), 10_000, 100);
+  });
+
   test('a job that loses its lease MAX_LEASE_LOSSES times fails with the reason', async () => {
     const gpuClass = lane();
     const workerId = await registerWorker(suite.worker, { gpuClass });

@@ -22,7 +22,7 @@ export class CreateJobRequest {
   @IsObject() input!: Record<string, unknown>;
   /** Higher runs first; equal priorities run oldest first. */
   @IsOptional() @IsInt() @Min(-1000) @Max(1000) priority?: number;
-  @IsOptional() @ValidateNested() @Type(() => JobRequirements) requirements?: JobRequirements;
+  @IsOptional() @IsObject() @ValidateNested() @Type(() => JobRequirements) requirements?: JobRequirements;
   /** Repeating a create with the same key returns the first job instead of making another. */
   @IsOptional() @IsString() @Matches(/^[\x21-\x7e]{1,200}$/, { message: '$property must be 1-200 printable ASCII characters' })
   idempotencyKey?: string;

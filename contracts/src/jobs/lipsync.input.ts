@@ -1,6 +1,6 @@
 import { Type } from 'class-transformer';
 import {
-  IsDefined, IsInt, IsOptional, IsString, Matches, Max, MaxLength, Min, ValidateIf, ValidateNested,
+  IsDefined, IsInt, IsObject, IsOptional, IsString, Matches, Max, MaxLength, Min, ValidateIf, ValidateNested,
 } from 'class-validator';
 import { AVATAR_ID_MESSAGE, ExclusiveWith, AVATAR_ID_PATTERN, MEDIA_REF_MESSAGE, MEDIA_REF_PATTERN } from './common';
 
@@ -33,7 +33,7 @@ export class LipsyncInput {
   @IsString() @MaxLength(2048) @Matches(MEDIA_REF_PATTERN, { message: MEDIA_REF_MESSAGE })
   audio!: string;
 
-  @IsOptional() @ValidateNested() @Type(() => LipsyncOptions)
+  @IsOptional() @IsObject() @ValidateNested() @Type(() => LipsyncOptions)
   options?: LipsyncOptions;
 }
 

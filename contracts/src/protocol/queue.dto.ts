@@ -1,6 +1,6 @@
 import { IsIn, IsInt, IsObject, IsOptional, IsUUID, Max, Min } from 'class-validator';
 import { JOB_KIND_NAMES, type JobKind } from '../jobs/job-kinds';
-import type { JobFailure } from './worker.dto';
+import { MAX_ATTEMPT, type JobFailure } from './worker.dto';
 
 /**
  * What the orchestrator puts on Salad's job queue, and what the sidecar forwards to a queue-mode
@@ -10,7 +10,7 @@ export class QueueJobEnvelope {
   @IsUUID() jobId!: string;
   @IsIn(JOB_KIND_NAMES) kind!: JobKind;
   @IsObject() input!: Record<string, unknown>;
-  @IsInt() @Min(1) attempt!: number;
+  @IsInt() @Min(1) @Max(MAX_ATTEMPT) attempt!: number;
   @IsUUID() leaseToken!: string;
   /** The attempt's execution time-out; the kind's policy when absent. */
   @IsOptional() @IsInt() @Min(1) @Max(86_400) timeoutSec?: number;

@@ -5,6 +5,9 @@ import {
 } from 'class-validator';
 import { JOB_KIND_NAMES, type JobKind } from '../jobs/job-kinds';
 
+/** Attempts are PostgreSQL integers: a larger number is refused here, not by the database with a 500. */
+export const MAX_ATTEMPT = 2_147_483_647;
+
 export const WORKER_ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$/;
 export const PROVIDERS = ['vast', 'salad', 'runpod', 'local', 'other'] as const;
 export type Provider = (typeof PROVIDERS)[number];
@@ -50,7 +53,7 @@ export interface RegisterWorkerResponse {
 /** A lease the worker believes it holds: the fencing token of one attempt. */
 export class HeldLease {
   @IsUUID() jobId!: string;
-  @IsInt() @Min(1) attempt!: number;
+  @IsInt() @Min(1) @Max(MAX_ATTEMPT) attempt!: number;
   @IsUUID() leaseToken!: string;
 }
 
@@ -67,7 +70,7 @@ export class Telemetry {
 
 export class HeartbeatRequest {
   @IsIn(WORKER_ACTIVITY) activity!: WorkerActivity;
-  @IsArray() @ArrayMaxSize(64) @ValidateNested({ each: true }) @Type(() => HeldLease)
+  @IsArray() @ArrayMaxSize(64) @IsObject({ each: true }) @ValidateNested({ each: true }) @Type(() => HeldLease)
   leases!: HeldLease[];
   @IsOptional() @IsObject() @ValidateNested() @Type(() => Telemetry)
   telemetry?: Telemetry;
@@ -108,10 +111,13 @@ export interface ClaimResponse {
   job: ClaimedJob;
 }
 
+/** The longest failure message the orchestrator stores. */
+export const MAX_FAILURE_MESSAGE = 4000;
+
 export class JobFailure {
   @IsString() @Matches(/^[a-z0-9_.-]{1,64}$/, { message: '$property must be 1-64 characters of a-z, 0-9, _ . -' })
   code!: string;
-  @IsString() @MaxLength(4000) message!: string;
+  @IsString() @MaxLength(MAX_FAILURE_MESSAGE) message!: string;
   @IsBoolean() retryable!: boolean;
 }
 
@@ -119,7 +125,7 @@ export const STATUS_KINDS = ['running', 'completed', 'failed'] as const;
 
 /** Every worker write carries (attempt, leaseToken): the fencing token. */
 export class FencedWrite {
-  @IsInt() @Min(1) attempt!: number;
+  @IsInt() @Min(1) @Max(MAX_ATTEMPT) attempt!: number;
   @IsUUID() leaseToken!: string;
 }
 
@@ -138,11 +144,11 @@ export class StatusRequest extends FencedWrite {
   result?: Record<string, unknown>;
   /** Required with `failed`. */
   @ValidateIf((o: StatusRequest) => o.status === 'failed' || o.error !== undefined)
-  @IsDefined({ message: '$property is required when status is failed' }) @ValidateNested() @Type(() => JobFailure)
+  @IsDefined({ message: '$property is required when status is failed' }) @IsObject() @ValidateNested() @Type(() => JobFailure)
   error?: JobFailure;
 
   /** With `completed` or `failed`: claim the worker's next job in the same call (answered in `next`). */
-  @IsOptional() @ValidateNested() @Type(() => ClaimNext)
+  @IsOptional() @IsObject() @ValidateNested() @Type(() => ClaimNext)
   claimNext?: ClaimNext;
 }
 
@@ -157,8 +163,11 @@ export class ProgressRequest extends FencedWrite {
   @IsString() @Matches(/^[a-z0-9_.-]{1,64}$/, { message: '$property must be 1-64 characters of a-z, 0-9, _ . -' })
   stage!: string;
   @IsNumber({ allowNaN: false, allowInfinity: false }) @Min(0) @Max(1) fraction!: number;
-  /** Monotonic per attempt; an older or repeated sequence is ignored. */
-  @IsInt() @Min(0) sequence!: number;
+  /**
+   * Monotonic per attempt; an older or repeated sequence is ignored. Stored as a PostgreSQL bigint,
+   * and an integer beyond 2^53 is not even written exactly (1e21 is "1e+21").
+   */
+  @IsInt() @Min(0) @Max(Number.MAX_SAFE_INTEGER) sequence!: number;
   @IsOptional() @IsString() @MaxLength(500) message?: string;
 }
 

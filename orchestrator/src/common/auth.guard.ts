@@ -17,7 +17,9 @@ function digest(value: string): Buffer {
   return createHash('sha256').update(value).digest();
 }
 
-const unauthorized = () => new ApiError(401, ErrorCode.Unauthorized, 'missing or invalid API key');
+// Names the headers to send, never what was sent: a product key sent to the worker API must not come back.
+const unauthorized = () =>
+  new ApiError(401, ErrorCode.Unauthorized, 'missing or invalid API key: send Authorization: Bearer <key> (or X-Api-Key: <key>)');
 
 /** Product API: the key's name becomes the request's owner; jobs are visible only to their owner. */
 @Injectable()

@@ -1,4 +1,4 @@
-import type { PipeTransform } from '@nestjs/common';
+import type { ArgumentMetadata, PipeTransform } from '@nestjs/common';
 import type { ClassConstructor } from 'class-transformer';
 import { validateDto } from '@avatar-fleet/contracts';
 import { ApiError } from './api-error';
@@ -7,8 +7,9 @@ import { ApiError } from './api-error';
 export class DtoPipe<T extends object> implements PipeTransform<unknown, T> {
   constructor(private readonly dto: ClassConstructor<T>) {}
 
-  transform(value: unknown): T {
-    const result = validateDto(this.dto, value ?? {});
+  transform(value: unknown, metadata?: ArgumentMetadata): T {
+    // No body at all is an empty object; a JSON `null` body is refused like any other non-object.
+    const result = validateDto(this.dto, value === undefined ? {} : value, metadata?.type === 'query' ? '(query)' : '(body)');
     if (!result.ok) throw ApiError.validation(result.fields);
     return result.value;
   }

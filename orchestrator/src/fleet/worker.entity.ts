@@ -1,11 +1,10 @@
-import { Column, Entity, Index, PrimaryColumn } from 'typeorm';
+import { Column, Entity, PrimaryColumn } from 'typeorm';
 import type { JobKind, WorkerCommand } from '@avatar-fleet/contracts';
 
 export type WorkerState = 'online' | 'offline' | 'stopped';
 
 /** A registered GPU worker. `state` is the orchestrator's view; `activity` is what the worker reports. */
 @Entity({ name: 'workers' })
-@Index('workers_online_heartbeat_idx', ['lastHeartbeatAt'], { where: "state = 'online'" })
 export class WorkerEntity {
   @PrimaryColumn('text') id!: string;
   @Column('text') provider!: string;

@@ -133,3 +133,43 @@ export function toClaimOutcome(row: Record<string, any>): ClaimOutcome {
   if (row.command) return { kind: 'draining' };
   return row.eligible ? { kind: 'empty' } : { kind: 'caps_changed' };
 }
+
+/**
+ * Many workers' heartbeats in one statement and one commit. $1-$4 one entry per beat (worker id,
+ * activity, telemetry, execution provider); $5-$8 one entry per lease a beat lists (the beat's
+ * 1-based position, job id, attempt, lease token); $9 the lease TTL. A lease is extended only while
+ * it is still that worker's and the worker is registered (not stopped). One row per beat of a known
+ * worker: its pending command, previous state, seconds since its previous beat, and the leases
+ * renewed for exactly that beat's list.
+ */
+export const HEARTBEAT_BATCH_SQL = `
+  WITH beat AS (
+    SELECT * FROM unnest($1::text[], $2::text[], $3::jsonb[], $4::text[]) WITH ORDINALITY AS b(worker_id, activity, telemetry, provider, ord)
+  ), latest AS (
+    -- An UPDATE changes a row once: a worker that beat twice in one batch is written with its last beat.
+    SELECT DISTINCT ON (worker_id) * FROM beat ORDER BY worker_id, ord DESC
+  ), old AS (
+    SELECT id, state, last_heartbeat_at FROM workers WHERE id = ANY ($1::text[]) AND state <> 'stopped'
+  ), live AS (
+    UPDATE workers w SET last_heartbeat_at = now(), state = 'online', activity = l.activity, telemetry = l.telemetry,
+      execution_provider = coalesce(l.provider, w.execution_provider)
+    FROM latest l JOIN old ON old.id = l.worker_id
+    WHERE w.id = l.worker_id
+    RETURNING w.id, w.command, old.state AS old_state, extract(epoch FROM now() - old.last_heartbeat_at)::float8 AS lag_sec
+  ), held AS (
+    SELECT h.beat, h.job_id, h.attempt, h.lease_token, b.worker_id
+    FROM unnest($5::int[], $6::uuid[], $7::int[], $8::uuid[]) AS h(beat, job_id, attempt, lease_token) JOIN beat b ON b.ord = h.beat
+  ), renewed AS (
+    UPDATE jobs j SET lease_expires_at = greatest(j.lease_expires_at, now() + make_interval(secs => $9))
+    FROM held
+    WHERE j.id = ANY ($6::uuid[]) AND j.id = held.job_id AND j.attempt = held.attempt AND j.lease_token = held.lease_token
+      AND j.state = 'running' AND j.worker_id = held.worker_id AND held.worker_id IN (SELECT id FROM live)
+    RETURNING j.id, j.attempt, j.lease_token, j.cancel_requested, j.lease_expires_at
+  )
+  SELECT b.ord, live.command, live.old_state, live.lag_sec,
+    coalesce((
+      SELECT json_agg(json_build_object('id', r.id, 'cancelRequested', r.cancel_requested, 'leaseExpiresAt', r.lease_expires_at))
+      FROM held h JOIN renewed r ON r.id = h.job_id AND r.attempt = h.attempt AND r.lease_token = h.lease_token
+      WHERE h.beat = b.ord
+    ), '[]') AS renewed
+  FROM beat b JOIN live ON live.id = b.worker_id`;

@@ -1,7 +1,7 @@
 import type { Pool, PoolClient } from 'pg';
 import type { ClaimedJob, HeldLease, JobKind, Telemetry, WorkerActivity, WorkerCommand } from '@avatar-fleet/contracts';
 import { Channels } from '../database/notify-listener';
-import { CLAIM_BATCH_SQL, COMPLETE_AND_CLAIM_SQL, COMPLETE_BATCH_SQL, toClaimOutcome } from './batch-statements';
+import { CLAIM_BATCH_SQL, COMPLETE_AND_CLAIM_SQL, COMPLETE_BATCH_SQL, HEARTBEAT_BATCH_SQL, toClaimOutcome } from './batch-statements';
 import { BACK_TO_QUEUE, backoff } from './sql-fragments';
 
 /**
@@ -58,6 +58,15 @@ export type CompleteOutcome =
 
 export type FailOutcome = { kind: 'applied'; state: 'queued' | 'failed' | 'cancelled' } | { kind: 'stale' | 'missing' };
 
+/** One worker's heartbeat, as the repository takes it. */
+export interface Heartbeat {
+  workerId: string;
+  activity: WorkerActivity;
+  leases: HeldLease[];
+  telemetry?: Telemetry;
+  executionProvider?: string;
+}
+
 export interface HeartbeatOutcome {
   command: WorkerCommand | null;
   /** Seconds since the previous heartbeat. */
@@ -91,56 +100,40 @@ export class LeaseRepository {
     return rows[0] ? { kinds: rows[0].kinds, gpuClass: rows[0].gpu_class, vramGb: rows[0].vram_gb } : null;
   }
 
-  /** Records liveness and extends the leases the worker lists, if they are still its own. */
-  async heartbeat(
-    db: Queryable,
-    workerId: string,
-    report: { activity: WorkerActivity; leases: HeldLease[]; telemetry?: Telemetry; executionProvider?: string },
-    leaseTtlSec: number,
-  ): Promise<HeartbeatOutcome | null> {
+  /**
+   * Records liveness for each beat and extends the leases it lists, if they are still its worker's.
+   * Answers per beat, in order; null for a worker that is not registered (or has stopped).
+   */
+  async heartbeatBatch(db: Queryable, beats: Heartbeat[], leaseTtlSec: number): Promise<(HeartbeatOutcome | null)[]> {
+    const held = beats.flatMap((b, i) => b.leases.map((l) => ({ beat: i + 1, ...l })));
     const { rows } = await db.query({
-      name: 'heartbeat',
-      text: `
-      WITH w AS (
-        UPDATE workers w SET last_heartbeat_at = now(), state = 'online', activity = $2, telemetry = $3::jsonb,
-          execution_provider = coalesce($4, w.execution_provider)
-        FROM (SELECT id, state, last_heartbeat_at FROM workers WHERE id = $1 AND state <> 'stopped') old
-        WHERE w.id = old.id
-        RETURNING w.command, old.state AS old_state, extract(epoch FROM now() - old.last_heartbeat_at)::float8 AS lag_sec
-      ), held AS (
-        SELECT * FROM unnest($5::uuid[], $6::int[], $7::uuid[]) AS h(job_id, attempt, lease_token)
-      ), renewed AS (
-        UPDATE jobs j SET lease_expires_at = greatest(j.lease_expires_at, now() + make_interval(secs => $8))
-        FROM held
-        WHERE j.id = ANY ($5::uuid[]) AND j.id = held.job_id AND j.attempt = held.attempt AND j.lease_token = held.lease_token
-          AND j.state = 'running' AND j.worker_id = $1 AND EXISTS (SELECT 1 FROM w)
-        RETURNING j.id, j.cancel_requested, j.lease_expires_at
-      )
-      SELECT w.command, w.old_state, w.lag_sec,
-        coalesce((SELECT json_agg(json_build_object('id', id, 'cancelRequested', cancel_requested, 'leaseExpiresAt', lease_expires_at)) FROM renewed), '[]') AS renewed
-      FROM w`,
+      name: 'heartbeat-batch',
+      text: HEARTBEAT_BATCH_SQL,
       values: [
-        workerId,
-        report.activity,
-        report.telemetry ? JSON.stringify(report.telemetry) : null,
-        report.executionProvider ?? null,
-        report.leases.map((l) => l.jobId),
-        report.leases.map((l) => l.attempt),
-        report.leases.map((l) => l.leaseToken),
+        beats.map((b) => b.workerId),
+        beats.map((b) => b.activity),
+        beats.map((b) => (b.telemetry ? JSON.stringify(b.telemetry) : null)),
+        beats.map((b) => b.executionProvider ?? null),
+        held.map((h) => h.beat),
+        held.map((h) => h.jobId),
+        held.map((h) => h.attempt),
+        held.map((h) => h.leaseToken),
         leaseTtlSec,
       ],
     });
-    const row = rows[0];
-    if (!row) return null;
-    return {
-      command: row.command,
-      lagSec: row.lag_sec,
-      wasOffline: row.old_state === 'offline',
-      renewed: (row.renewed as { id: string; cancelRequested: boolean; leaseExpiresAt: string }[]).map((r) => ({
-        ...r,
-        leaseExpiresAt: new Date(r.leaseExpiresAt),
-      })),
-    };
+    const outcomes: (HeartbeatOutcome | null)[] = beats.map(() => null);
+    for (const row of rows) {
+      outcomes[Number(row.ord) - 1] = {
+        command: row.command,
+        lagSec: row.lag_sec,
+        wasOffline: row.old_state === 'offline',
+        renewed: (row.renewed as { id: string; cancelRequested: boolean; leaseExpiresAt: string }[]).map((r) => ({
+          ...r,
+          leaseExpiresAt: new Date(r.leaseExpiresAt),
+        })),
+      };
+    }
+    return outcomes;
   }
 
   /** Stores progress (only a newer sequence) and extends the lease: a reporting worker is alive. */

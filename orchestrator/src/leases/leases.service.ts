@@ -113,7 +113,12 @@ export class LeasesService implements OnModuleInit {
     if (req.claimNext && req.status === 'completed') return this.completeAndClaimNext(jobId, req, signal);
     const state = await this.finalStatus(jobId, req);
     if (!req.claimNext) return { jobId, state };
-    const next = await this.claim(req.claimNext.workerId, req.claimNext.waitMs ?? 0, signal);
+    // The status is applied by now: a worker that cannot claim gets no next job, not a refusal of
+    // what was accepted (as after a completion); it learns why from its next claim or heartbeat.
+    const next = await this.claim(req.claimNext.workerId, req.claimNext.waitMs ?? 0, signal).catch((error: unknown) => {
+      if (error instanceof ApiError && error.code === ErrorCode.WorkerNotRegistered) return null;
+      throw error;
+    });
     return { jobId, state, next };
   }
 

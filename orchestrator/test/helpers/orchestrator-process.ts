@@ -46,7 +46,11 @@ export async function startOrchestratorProcess(
   proc.stderr!.on('data', (d: Buffer) => (output += d.toString()));
   const exited = new Promise<number | null>((resolve) => proc.once('exit', (code) => resolve(code)));
   const url = await new Promise<string>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`orchestrator did not start in 30 s:\n${output}`)), 30_000);
+    const timer = setTimeout(() => {
+      // Not left running behind the caller's back: nobody would ever stop it.
+      proc.kill('SIGKILL');
+      reject(new Error(`orchestrator did not start in 30 s:\n${output}`));
+    }, 30_000);
     const onData = () => {
       const match = /orchestrator listening on (http:\/\/\S+)/.exec(output);
       if (match) {

@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import { mkdir, rename, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { onnx } from 'onnx-proto';
+import { mulberry32 } from '@avatar-fleet/contracts';
 import { attr, dataTypeOf, encodeModel, floatInitializer, int64Initializer, IR_VERSION, node, OPSET, valueInfo, type Attribute, type Dim, type DType } from './onnx-writer';
 import { MUSETALK_FILES, VAE_SCALE } from './musetalk-contract';
 
@@ -90,18 +91,11 @@ const WHISPER_LAYERS = 5;
 const WHISPER_WIDTH = 384;
 const AUDIO_WINDOW = 50;
 
-/** mulberry32: a tiny, fast, well-mixed 32-bit PRNG; deterministic on every platform. */
+/** Seeded weights: uniform numbers from mulberry32, normals from them. */
 class Rng {
-  private state: number;
+  readonly uniform: () => number;
   constructor(seed: number) {
-    this.state = seed >>> 0;
-  }
-  uniform(): number {
-    this.state = (this.state + 0x6d2b79f5) >>> 0;
-    let t = this.state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+    this.uniform = mulberry32(seed);
   }
   /** Standard normal (Box–Muller; V8's Math.log/cos are fdlibm ports, so identical everywhere). */
   normal(): number {

@@ -5,7 +5,7 @@ import { retry, type BackoffPolicy, type Sleep } from './retry';
 
 export type DeliveryResult =
   | { kind: 'accepted'; response: StatusResponse }
-  /** The orchestrator no longer counts this attempt (409): its result must not and did not land. */
+  /** The orchestrator no longer counts this attempt (409) or never knew its job (404): the result did not land. */
   | { kind: 'stale'; code: string }
   /** The lease was reported lost while retrying, or the orchestrator refused the request as malformed. */
   | { kind: 'dropped'; reason: string };
@@ -46,7 +46,8 @@ export async function deliverFinalStatus(
     log.info('final status accepted', { ...fields, state: response.state });
     return { kind: 'accepted', response };
   } catch (error) {
-    if (error instanceof FleetApiError && error.status === 409) {
+    // A 404 (an envelope naming a job the orchestrator does not know) is as final as a stale lease: not worth a retry.
+    if (error instanceof FleetApiError && (error.status === 409 || error.status === 404)) {
       log.warn('final status refused: this attempt is no longer current, its result is discarded', { ...fields, code: error.code });
       return { kind: 'stale', code: error.code };
     }

@@ -1,5 +1,7 @@
 import http from 'node:http';
-import { JOB_KINDS, QueueJobEnvelope, validateDto, type QueueJobOutcome } from '@avatar-fleet/contracts';
+import {
+  JOB_KINDS, QueueJobEnvelope, answerMalformedRequest, describeProblems, validateDto, type FieldProblem, type QueueJobOutcome,
+} from '@avatar-fleet/contracts';
 import type { FleetWorker } from './fleet-worker';
 import { RunningJob } from './job-runner';
 import { errorMessage } from './logger';
@@ -22,6 +24,7 @@ export function startWorkerServer(worker: FleetWorker, port: number, host = '0.0
     });
   });
   server.keepAliveTimeout = 65_000;
+  server.on('clientError', answerMalformedRequest);
   return new Promise((resolve, reject) => {
     server.once('error', reject);
     server.listen(port, host, () => resolve(server));
@@ -45,11 +48,9 @@ async function route(worker: FleetWorker, req: http.IncomingMessage, res: http.S
 
 async function generate(worker: FleetWorker, req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
   const body = await readJson(req);
-  if (!body.ok) return send(res, body.status, problem(body.status === 413 ? 'payload_too_large' : 'validation_failed', body.message));
+  if (!body.ok) return send(res, body.status, invalid(body.status === 413 ? 'payload_too_large' : 'validation_failed', [{ field: body.field, problems: [body.message] }]));
   const checked = validateDto(QueueJobEnvelope, body.value);
-  if (!checked.ok) {
-    return send(res, 400, { error: { code: 'validation_failed', message: 'malformed job envelope', fields: checked.fields } });
-  }
+  if (!checked.ok) return send(res, 400, invalid('validation_failed', checked.fields));
   const envelope = checked.value;
   if (!worker.ready || worker.stopRequested || worker.draining) {
     const why = worker.stopRequested ? 'the worker is stopping' : worker.draining ? 'the worker is draining' : 'models are still loading';
@@ -80,27 +81,38 @@ function problem(code: string, message: string) {
   return { error: { code, message } };
 }
 
+/** A refused envelope, as the orchestrator words them: the message names every field at fault. */
+function invalid(code: string, fields: FieldProblem[]) {
+  return { error: { code, message: `malformed job envelope: ${describeProblems(fields)}`, fields } };
+}
+
 function send(res: http.ServerResponse, status: number, body: unknown): void {
   const text = JSON.stringify(body);
   res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) });
   res.end(text);
 }
 
-type JsonBody = { ok: true; value: unknown } | { ok: false; status: number; message: string };
+type JsonBody = { ok: true; value: unknown } | { ok: false; status: number; field: string; message: string };
 
 async function readJson(req: http.IncomingMessage): Promise<JsonBody> {
+  const tooLarge = { ok: false, status: 413, field: '(body)', message: `the body is over ${MAX_BODY_BYTES} bytes` } as const;
+  // Refused unread: once the answer is sent, Node reads and drops the body and the connection lives on.
+  if (Number(req.headers['content-length']) > MAX_BODY_BYTES) return tooLarge;
   const chunks: Buffer[] = [];
   let size = 0;
+  // Read to the end even past the limit: leaving early reset the connection under a client still
+  // sending, which then never saw the 413 (or, kept alive, sent its next request into the rest).
   for await (const chunk of req as AsyncIterable<Buffer>) {
     size += chunk.length;
-    if (size > MAX_BODY_BYTES) return { ok: false, status: 413, message: `body over ${MAX_BODY_BYTES} bytes` };
-    chunks.push(chunk);
+    if (size <= MAX_BODY_BYTES) chunks.push(chunk);
   }
-  const type = req.headers['content-type'] ?? '';
-  if (!type.includes('application/json')) return { ok: false, status: 415, message: 'content-type must be application/json' };
+  if (size > MAX_BODY_BYTES) return tooLarge;
+  if (!/^application\/json\s*(;|$)/i.test(req.headers['content-type'] ?? '')) {
+    return { ok: false, status: 415, field: 'content-type', message: 'content-type must be application/json' };
+  }
   try {
     return { ok: true, value: JSON.parse(Buffer.concat(chunks).toString('utf8')) };
   } catch (error) {
-    return { ok: false, status: 400, message: `body is not valid JSON: ${errorMessage(error)}` };
+    return { ok: false, status: 400, field: '(body)', message: `body is not valid JSON: ${errorMessage(error)}` };
   }
 }

@@ -2,7 +2,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import type { ClassConstructor } from 'class-transformer';
 import path from 'node:path';
 import {
-  ErrorCode, FleetApiError, JOB_KINDS, JobErrorCode, validateDto, type ClaimedJob, type JobFailure, type JobKind, type WorkerClient,
+  ErrorCode, FleetApiError, JOB_KINDS, JobErrorCode, MAX_FAILURE_MESSAGE, validateDto, type ClaimedJob, type JobFailure, type JobKind, type WorkerClient,
 } from '@avatar-fleet/contracts';
 import { PipelineError, type Handler, type HandlerMap, type JobContext } from '../pipelines/pipeline';
 import { attemptKey, type ObjectStorage } from '../storage/storage';
@@ -98,7 +98,7 @@ export async function runJob(running: RunningJob, deps: JobRunnerDeps): Promise<
     }
     if (error instanceof PipelineError) return failed(error.code, error.message, error.retryable);
     log.error('job failed', { reason: errorMessage(error) });
-    return failed('pipeline_error', errorMessage(error).slice(0, 4000), true);
+    return failed('pipeline_error', errorMessage(error), true);
   } finally {
     clearTimeout(timeout);
     await progress.flush();
@@ -106,8 +106,9 @@ export async function runJob(running: RunningJob, deps: JobRunnerDeps): Promise<
   }
 }
 
+/** The orchestrator refuses a longer message (JobFailure): a failure about a huge input must still be reported. */
 function failed(code: string, message: string, retryable: boolean): JobOutcome {
-  return { kind: 'failed', error: { code, message, retryable } };
+  return { kind: 'failed', error: { code, message: message.slice(0, MAX_FAILURE_MESSAGE), retryable } };
 }
 
 function aborted(reason: AbortReason): JobOutcome {
