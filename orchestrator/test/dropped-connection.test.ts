@@ -44,10 +44,11 @@ test('a connection dropped while a query runs on it fails that query, on both po
     const client = await pool.connect();
     try {
       const { rows } = await client.query('SELECT pg_backend_pid() AS pid');
-      const sleeping = client.query('SELECT pg_sleep(5)');
+      // Expect the failure before it can happen: it may arrive while terminate() is still awaited.
+      const sleeping = assert.rejects(client.query('SELECT pg_sleep(5)'));
       await new Promise((r) => setTimeout(r, 100));
       await terminate(rows[0].pid);
-      await assert.rejects(sleeping);
+      await sleeping;
     } finally {
       client.release(true);
     }
