@@ -7,10 +7,12 @@
  * Method, the same for all three: enqueue the whole backlog first (batches of 1,000, each stamped
  * with its enqueue time), ANALYZE, then start the consumers and drain it. jobs/s counts from the
  * first job's start to the last job's start; enqueue->start is each job's start minus its stamp.
- * A warm-up drain runs first; then ROUNDS rounds, the contenders' order rotating, medians reported.
+ * A warm-up drain runs first; then BENCH_ROUNDS rounds (default 1), the contenders' order rotating,
+ * medians reported.
  * The last line is machine-readable; see docs/benchmarks.md.
  */
 import { readFileSync } from 'node:fs';
+import os from 'node:os';
 import { Client } from 'pg';
 import { startOrchestratorProcess } from '@avatar-fleet/orchestrator/dist/test/helpers/orchestrator-process';
 import { vacuum } from './lib/backlog';
@@ -22,7 +24,8 @@ import { percentile } from './lib/stats';
 
 const JOBS = Number(process.env.BENCH_JOBS ?? 20_000);
 const WARMUP_JOBS = Number(process.env.BENCH_WARMUP_JOBS ?? 2_000);
-const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
+// One round by default: pg-boss alone needs about 3 minutes for 20,000 jobs on 2 cores.
+const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 1);
 
 /** One queue under test. `start` brings up CONCURRENCY consumers and resolves to their stop function. */
 interface Contender {
@@ -148,7 +151,8 @@ async function main(): Promise<void> {
     ];
     console.log(`PostgreSQL ${await serverVersion(db.url)} (embedded), Node ${process.version}; ${JOBS} no-op jobs, ` +
       `concurrency ${CONCURRENCY}, backlog enqueued first in batches of ${BATCH}`);
-    console.log(`warm-up: ${WARMUP_JOBS} jobs through each`);
+    // Other work on a shared machine skews every figure; the load average shows whether there was any.
+    console.log(`load average at start ${os.loadavg()[0]!.toFixed(2)}; warm-up: ${WARMUP_JOBS} jobs through each`);
     for (const c of contenders) await measure(c, contenders, WARMUP_JOBS);
     const results = new Map(contenders.map((c) => [c.key, [] as Measurement[]]));
     for (let r = 0; r < ROUNDS; r++) {
@@ -169,7 +173,8 @@ async function main(): Promise<void> {
         p99: median(runs.map((m) => m.p99)),
       }];
     }));
-    console.log(`\nmedians over ${ROUNDS} rounds; enqueue->start includes the wait behind the whole backlog`);
+    console.log(`\nload average at end ${os.loadavg()[0]!.toFixed(2)}; medians over ${ROUNDS} round(s); ` +
+      'enqueue->start includes the wait behind the whole backlog');
     console.log(`${'system'.padEnd(28)}${'jobs/s'.padStart(8)}${'p50 ms'.padStart(10)}${'p99 ms'.padStart(10)}`);
     for (const c of contenders) {
       const s = summary.get(c.key)!;
