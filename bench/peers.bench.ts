@@ -151,7 +151,7 @@ async function main(): Promise<void> {
     ];
     console.log(`PostgreSQL ${await serverVersion(db.url)} (embedded), Node ${process.version}; ${JOBS} no-op jobs, ` +
       `concurrency ${CONCURRENCY}, backlog enqueued first in batches of ${BATCH}`);
-    // Other work on a shared machine skews every figure; the load average shows whether there was any.
+    // Other work on a shared machine skews every figure; the load average before the run shows whether there was any.
     console.log(`load average at start ${os.loadavg()[0]!.toFixed(2)}; warm-up: ${WARMUP_JOBS} jobs through each`);
     for (const c of contenders) await measure(c, contenders, WARMUP_JOBS);
     const results = new Map(contenders.map((c) => [c.key, [] as Measurement[]]));
@@ -173,8 +173,7 @@ async function main(): Promise<void> {
         p99: median(runs.map((m) => m.p99)),
       }];
     }));
-    console.log(`\nload average at end ${os.loadavg()[0]!.toFixed(2)}; medians over ${ROUNDS} round(s); ` +
-      'enqueue->start includes the wait behind the whole backlog');
+    console.log(`\nmedians over ${ROUNDS} round(s); enqueue->start includes the wait behind the whole backlog`);
     console.log(`${'system'.padEnd(28)}${'jobs/s'.padStart(8)}${'p50 ms'.padStart(10)}${'p99 ms'.padStart(10)}`);
     for (const c of contenders) {
       const s = summary.get(c.key)!;
