@@ -1,12 +1,14 @@
 import { execFile } from 'node:child_process';
-import { PassThrough, type Readable, type Writable } from 'node:stream';
 import ffmpeg from 'fluent-ffmpeg';
-import { PipelineError } from '../pipelines/pipeline';
+import { binaries, MediaError, runFfmpeg } from './ffmpeg-process';
+
+export { binaries, ffmpegStarts, MediaError } from './ffmpeg-process';
 
 /**
- * The one place the worker talks to ffmpeg (through fluent-ffmpeg, unmaintained upstream since
- * 2025: keep it behind this module). Frames move raw through pipes, never as files, and every
- * command dies with the job's abort signal.
+ * The one place the worker talks to ffmpeg. Frames move raw through pipes, never as files, and
+ * every command dies with the job's abort signal. The raw pipes run ffmpeg directly
+ * (ffmpeg-process.ts); probing goes through fluent-ffmpeg, which parses ffprobe's output well
+ * (unmaintained upstream since 2025: keep it behind this module).
  */
 
 /**
@@ -18,49 +20,6 @@ export type PixelFormat = 'rgb24' | 'yuv420p';
 
 export function frameBytes(width: number, height: number, format: PixelFormat = 'rgb24'): number {
   return format === 'rgb24' ? width * height * 3 : width * height + 2 * (width >> 1) * (height >> 1);
-}
-
-/** A media problem a job reports as its failure. `retryable` only when another attempt may succeed. */
-export class MediaError extends PipelineError {
-  declare readonly code: 'media_unreadable' | 'no_audio' | 'no_video' | 'media_too_long' | 'ffmpeg_failed';
-
-  constructor(code: MediaError['code'], message: string, retryable = false) {
-    super(code, message, retryable);
-    this.name = 'MediaError';
-  }
-}
-
-/** ffmpeg and ffprobe: FFMPEG_PATH / FFPROBE_PATH (the image's distro ffmpeg has NVENC), else the npm static builds. */
-export function binaries(): { ffmpeg: string; ffprobe: string } {
-  return {
-    ffmpeg: process.env.FFMPEG_PATH ?? (require('@ffmpeg-installer/ffmpeg') as { path: string }).path,
-    ffprobe: process.env.FFPROBE_PATH ?? (require('@ffprobe-installer/ffprobe') as { path: string }).path,
-  };
-}
-
-function command(input?: string | Readable): ffmpeg.FfmpegCommand {
-  const { ffmpeg: ffmpegPath, ffprobe } = binaries();
-  return ffmpeg(input as string).setFfmpegPath(ffmpegPath).setFfprobePath(ffprobe);
-}
-
-/** Kills `cmd` when `signal` aborts; returns the un-hook. */
-function killOnAbort(cmd: ffmpeg.FfmpegCommand, signal?: AbortSignal): () => void {
-  if (!signal) return () => undefined;
-  const kill = () => cmd.kill('SIGKILL');
-  // fluent-ffmpeg spawns asynchronously and kill() before the spawn is a no-op: kill on start too.
-  cmd.on('start', () => {
-    if (signal.aborted) kill();
-  });
-  if (signal.aborted) kill();
-  signal.addEventListener('abort', kill, { once: true });
-  return () => signal.removeEventListener('abort', kill);
-}
-
-/** ffmpeg's own last error line, without the banner. */
-function ffmpegReason(error: unknown, stderr?: string): string {
-  const lines = (stderr ?? '').split('\n').map((l) => l.trim()).filter(Boolean);
-  const last = lines.filter((l) => /error|invalid|no such|not found|could not|failed/i.test(l)).at(-1) ?? lines.at(-1);
-  return (last ?? (error instanceof Error ? error.message : String(error))).slice(0, 300);
 }
 
 export interface MediaInfo {
@@ -77,8 +36,9 @@ function parseRate(rate: string | undefined): number {
 
 export function probe(file: string): Promise<MediaInfo> {
   return new Promise((resolve, reject) => {
-    command(file).ffprobe((error: unknown, data: ffmpeg.FfprobeData) => {
-      if (error) return reject(new MediaError('media_unreadable', `not a readable media file: ${ffmpegReason(error)}`));
+    const { ffprobe } = binaries();
+    ffmpeg(file).setFfprobePath(ffprobe).ffprobe(['-hide_banner', '-loglevel', 'error'], (error: unknown, data: ffmpeg.FfprobeData) => {
+      if (error) return reject(new MediaError('media_unreadable', `not a readable media file: ${probeReason(error)}`));
       const video = data.streams.find((s) => s.codec_type === 'video');
       const audio = data.streams.find((s) => s.codec_type === 'audio');
       resolve({
@@ -90,23 +50,35 @@ export function probe(file: string): Promise<MediaInfo> {
   });
 }
 
+/** fluent-ffmpeg's ffprobe error is `ffprobe exited with code N` then stderr: ffprobe's own line first. */
+function probeReason(error: unknown): string {
+  const [status = '', ...said] = (error instanceof Error ? error.message : String(error)).split('\n').map((l) => l.trim()).filter(Boolean);
+  return (said.length ? `${said.at(-1)} (${status.replace(/^ffprobe /, '')})` : status).slice(0, 300);
+}
+
 /** Decodes the first audio stream to mono float32 at `sampleRate` (16 kHz: Whisper's rate). */
 export async function decodeAudio(file: string, options: { sampleRate?: number; maxSeconds?: number; signal?: AbortSignal } = {}): Promise<Float32Array> {
   const rate = options.sampleRate ?? 16_000;
+  const limit = options.maxSeconds !== undefined ? Math.ceil(options.maxSeconds * rate) * 4 : Infinity;
+  const ffmpegRun = runFfmpeg(['-i', file, '-vn', '-ac', '1', '-ar', String(rate), '-f', 'f32le', 'pipe:1'], {
+    purpose: 'audio', failure: UNREADABLE, stdout: true, signal: options.signal,
+  });
   const chunks: Buffer[] = [];
   let bytes = 0;
-  const limit = options.maxSeconds !== undefined ? Math.ceil(options.maxSeconds * rate) * 4 : Infinity;
-  const cmd = command(file).noVideo().audioChannels(1).audioFrequency(rate).format('f32le');
-  await run(cmd, options.signal, UNREADABLE, (out) => {
-    out.on('data', (chunk: Buffer) => {
+  try {
+    for await (const chunk of ffmpegRun.stdout as AsyncIterable<Buffer>) {
       bytes += chunk.length;
-      if (bytes > limit) cmd.kill('SIGKILL');
-      else chunks.push(chunk);
-    });
-  }).catch((error: unknown) => {
-    if (bytes > limit) throw new MediaError('media_too_long', `audio is longer than ${options.maxSeconds} s`);
-    throw error;
-  });
+      if (bytes > limit) break;
+      chunks.push(chunk);
+    }
+  } finally {
+    if (bytes > limit) ffmpegRun.kill();
+  }
+  if (bytes > limit) {
+    options.signal?.throwIfAborted();
+    throw new MediaError('media_too_long', `audio is longer than ${options.maxSeconds} s`);
+  }
+  await ffmpegRun.done;
   if (bytes === 0) throw new MediaError('no_audio', 'the audio has no samples');
   const all = Buffer.concat(chunks);
   // A fresh, aligned copy: Float32Array needs a 4-byte aligned offset.
@@ -132,32 +104,19 @@ export async function* decodeFrames(
 ): AsyncGenerator<Buffer> {
   const pixelFormat = options.pixelFormat ?? 'rgb24';
   const size = frameBytes(options.width, options.height, pixelFormat);
-  const filters = [...(options.fps ? [`fps=${options.fps}`] : []), `scale=${options.width}:${options.height}:flags=bicubic`];
-  const cmd = command(file).noAudio().videoFilters(filters).outputOptions(['-pix_fmt', pixelFormat]).format('rawvideo');
-  if (options.maxFrames) cmd.frames(options.maxFrames);
-  // Input seeking: ffmpeg decodes from the keyframe before and drops frames up to the time, so it is exact.
-  if (options.startSec) cmd.inputOptions(['-ss', options.startSec.toFixed(6)]);
-  let stderr = '';
-  let failure: Error | undefined;
-  cmd.on('stderr', (line: string) => (stderr = `${stderr}\n${line}`.slice(-4000)));
-  const finished = new Promise<void>((resolve) => {
-    cmd.on('end', () => {
-      if (options.signal?.aborted) failure = options.signal.reason as Error;
-      resolve();
-    });
-    cmd.on('error', (error: unknown) => {
-      failure = options.signal?.aborted ? (options.signal.reason as Error) : new MediaError('media_unreadable', `decoding failed: ${ffmpegReason(error, stderr)}`);
-      resolve();
-    });
-  });
-  const unhook = killOnAbort(cmd, options.signal);
-  const out = cmd.pipe() as Readable;
+  const filters = [...(options.fps ? [`fps=${options.fps}`] : []), `scale=${options.width}:${options.height}:flags=bicubic`].join(',');
+  const ffmpegRun = runFfmpeg([
+    // Input seeking: ffmpeg decodes from the keyframe before and drops frames up to the time, so it is exact.
+    ...(options.startSec ? ['-ss', options.startSec.toFixed(6)] : []),
+    '-i', file, '-an', '-vf', filters, ...(options.maxFrames ? ['-frames:v', String(options.maxFrames)] : []),
+    '-pix_fmt', pixelFormat, '-f', 'rawvideo', 'pipe:1',
+  ], { purpose: 'frames', failure: UNREADABLE, stdout: true, signal: options.signal });
   // Chunks (64 KB pipe reads) are copied once into the frame being filled; a frame is yielded
   // whole and its buffer not reused, since the consumer may keep it.
   let frame = Buffer.allocUnsafe(size);
   let filled = 0;
   try {
-    for await (const chunk of out as AsyncIterable<Buffer>) {
+    for await (const chunk of ffmpegRun.stdout as AsyncIterable<Buffer>) {
       let offset = 0;
       while (offset < chunk.length) {
         const n = Math.min(size - filled, chunk.length - offset);
@@ -171,11 +130,10 @@ export async function* decodeFrames(
         }
       }
     }
-    await finished; // the output ended: wait for ffmpeg's verdict (a kill or a decode error)
-    if (failure) throw failure;
+    await ffmpegRun.done; // the output ended: ffmpeg's exit status decides (a kill or a decode error fails)
   } finally {
-    unhook();
-    if (!out.destroyed) cmd.kill('SIGKILL');
+    // The consumer left early (or a failure): ffmpeg is not needed any more.
+    ffmpegRun.kill();
   }
 }
 
@@ -229,66 +187,50 @@ export function startEncoder(options: {
   signal?: AbortSignal;
 }): VideoEncoder {
   const pixelFormat = options.pixelFormat ?? 'rgb24';
-  const input = new PassThrough({ highWaterMark: frameBytes(options.width, options.height, pixelFormat) * 2 });
-  const cmd = command(input)
-    .inputFormat('rawvideo')
-    .inputOptions(['-pix_fmt', pixelFormat, '-s', `${options.width}x${options.height}`, '-r', String(options.fps)]);
-  if (options.audio) cmd.input(options.audio);
   const codec = options.codec ?? 'libx264';
-  cmd.outputOptions([
+  const ffmpegRun = runFfmpeg([
+    '-f', 'rawvideo', '-pix_fmt', pixelFormat, '-s', `${options.width}x${options.height}`, '-r', String(options.fps), '-i', 'pipe:0',
+    ...(options.audio ? ['-i', options.audio] : []),
     '-map', '0:v:0', ...(options.audio ? ['-map', '1:a:0', '-c:a', 'aac', '-b:a', '128k'] : []),
     '-c:v', codec, ...(codec === 'libx264' ? ['-preset', 'veryfast', '-crf', String(options.crf ?? 20), ...(options.tune ? ['-tune', options.tune] : [])] : ['-cq', String(options.crf ?? 23)]),
-    '-pix_fmt', 'yuv420p', '-movflags', '+faststart',
-  ]);
-  if (options.outputHeight) cmd.videoFilters(`scale=-2:${options.outputHeight}`);
-  const done = run(cmd.output(options.output), options.signal, ENCODER_FAILED);
-  done.catch(() => input.destroy());
+    ...(options.outputHeight ? ['-vf', `scale=-2:${options.outputHeight}`] : []),
+    '-pix_fmt', 'yuv420p', '-movflags', '+faststart', '-y', options.output,
+  ], { purpose: 'encode', failure: ENCODER_FAILED, stdin: true, signal: options.signal });
+  const input = ffmpegRun.stdin;
+  // Up to two frames wait in the pipe, so ffmpeg never waits for the next write.
+  const ahead = 2 * frameBytes(options.width, options.height, pixelFormat);
+  // Why no frame can be written any more, once ffmpeg has ended; a write waiting for room is woken with it.
+  let stopped: unknown;
+  let wake: ((reason: unknown) => void) | undefined;
+  void ffmpegRun.done
+    .then(() => new MediaError('ffmpeg_failed', 'the encoder exited before taking every frame', true), (error: unknown) => error)
+    .then((reason) => {
+      stopped = reason;
+      wake?.(reason);
+    });
   return {
     write(frame) {
-      if (input.write(frame)) return Promise.resolve();
+      if (stopped) return Promise.reject(stopped);
+      // 'drain' comes only after a write was refused, and then once the pipe's buffer is empty.
+      if (input.write(frame) || input.writableLength < ahead) return Promise.resolve();
       return new Promise((resolve, reject) => {
-        const onDrain = () => { input.off('close', onClose); resolve(); };
-        const onClose = () => {
-          input.off('drain', onDrain);
-          reject(options.signal?.aborted ? options.signal.reason : new MediaError('ffmpeg_failed', 'the encoder stopped taking frames', true));
+        const onDrain = () => {
+          wake = undefined;
+          resolve();
         };
         input.once('drain', onDrain);
-        input.once('close', onClose);
+        wake = (reason) => {
+          input.off('drain', onDrain);
+          reject(reason);
+        };
       });
     },
     async finish() {
       input.end();
-      await done;
+      await ffmpegRun.done;
     },
   };
 }
 
 const UNREADABLE = { code: 'media_unreadable', retryable: false } as const;
 const ENCODER_FAILED = { code: 'ffmpeg_failed', retryable: true } as const;
-
-/** Runs a command to its end; rejects with ffmpeg's reason (or the abort's). `onOutput` gets the piped output stream. */
-function run(
-  cmd: ffmpeg.FfmpegCommand,
-  signal: AbortSignal | undefined,
-  failure: { code: MediaError['code']; retryable: boolean },
-  onOutput?: (out: Readable | Writable) => void,
-): Promise<void> {
-  return new Promise((resolve, reject) => {
-    let stderr = '';
-    const unhook = killOnAbort(cmd, signal);
-    cmd.on('stderr', (line: string) => (stderr = `${stderr}\n${line}`.slice(-4000)));
-    cmd.on('end', () => {
-      unhook();
-      // Finished before the kill landed: the abort still wins, the output is not wanted.
-      if (signal?.aborted) reject(signal.reason);
-      else resolve();
-    });
-    cmd.on('error', (error: unknown) => {
-      unhook();
-      if (signal?.aborted) reject(signal.reason);
-      else reject(new MediaError(failure.code, `ffmpeg failed: ${ffmpegReason(error, stderr)}`, failure.retryable));
-    });
-    if (onOutput) onOutput(cmd.pipe());
-    else cmd.run();
-  });
-}

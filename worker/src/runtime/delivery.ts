@@ -31,7 +31,8 @@ export async function deliverFinalStatus(
   log: Logger,
   options: DeliveryOptions = {},
 ): Promise<DeliveryResult> {
-  const fields = { job: running.job.id, attempt: running.job.attempt, status: request.status };
+  // A failure says why on every line about it, so the worker's log alone explains a failed job.
+  const fields = { job: running.job.id, attempt: running.job.attempt, status: request.status, code: request.error?.code, error: request.error?.message, retryable: request.error?.retryable };
   try {
     const response = await retry(() => client.status(running.job.id, request, options.signal), {
       policy: options.policy ?? DEFAULT_POLICY,

@@ -1,12 +1,13 @@
 import path from 'node:path';
 import type { LipsyncInput, LipsyncResult } from '@avatar-fleet/contracts';
-import { decodeAudio, decodeFrames, startEncoder } from '../../media/ffmpeg';
+import { decodeAudio, startEncoder } from '../../media/ffmpeg';
 import { fetchMedia } from '../../media/fetch-media';
+import { loopFrames } from '../../media/loop-frames';
 import { logMelWindows, SAMPLE_RATE } from '../../media/mel';
 import { PipelineError, type JobContext } from '../pipeline';
 import { BoundedQueue, runStages } from '../shared/bounded-queue';
 import { facePlanes, nchwToYuv, pasteFace } from '../shared/frames';
-import { CROP_SIZE, LATENT_SIZE, MASK_SIZE, readBundleData, readManifest, sameParams, sourceFrame, type BundleManifest } from '../avatar-prepare/bundle';
+import { CROP_SIZE, LATENT_SIZE, loopLength, MASK_SIZE, readBundleData, readManifest, sameParams, sourceFrame, type BundleManifest } from '../avatar-prepare/bundle';
 import { DETECTOR_ID, prepareAvatar, type PrepareModels } from '../avatar-prepare/prepare-avatar';
 import { audioPromptFor, concatSegments, videoFrameCount } from './audio-features';
 
@@ -75,15 +76,11 @@ export async function lipsync(input: LipsyncInput, models: PrepareModels, ctx: J
   const batchSize = input.options?.batchSize ?? musetalk.batchSize;
 
   await runStages([decoded, generated], [
-    // Decode: the looping bundle video, read again from the start as often as the audio needs.
+    // Decode: the looping bundle video, as often as the audio needs (from memory when it is short).
     async () => {
       let index = 0;
-      while (index < total) {
-        for await (const frame of decodeFrames(bundle.framesFile, { width, height, maxFrames: total - index, pixelFormat: 'yuv420p', signal: ctx.signal })) {
-          await decoded.push({ index, frame });
-          index++;
-        }
-      }
+      const frames = loopFrames(bundle.framesFile, { width, height, pixelFormat: 'yuv420p', loopLength: loopLength(manifest.frameCount), total, signal: ctx.signal });
+      for await (const frame of frames) await decoded.push({ index: index++, frame });
       decoded.close();
     },
     // Inference: batches through the UNet and the VAE decoder, one batch always in flight while
