@@ -1,12 +1,16 @@
 /**
  * `npm run bench:pipeline`: lipsync on a 720p avatar with 10 s and 60 s of speech, each run in its
- * own process (so peak RSS is its own), in two passes:
- *  1. the dev model set: throughput of the stages around the models (decode, audio features,
- *     blend, encode), each alone and together in the same run;
- *  2. the models replaced by a stand-in GPU: a fixed 20 ms per frame waited on another thread,
- *     leaving the CPU free; overhead_ratio = end-to-end time / total model time shows whether
- *     decode and encode hide behind inference.
- * The last line is machine-readable; see README "Benchmarks".
+ * own process (so peak RSS and CPU are its own):
+ *  1. the dev model set on this CPU: the whole job, model time counted apart;
+ *  2. models that cost nothing (stand-ins answering at once): what the pipeline itself, audio
+ *     features, composing and the one render ffmpeg, can do: nonmodel_fps;
+ *  3. the floor: one plain ffmpeg decoding the same looping frames and encoding them with the same
+ *     settings and audio; ffmpeg_ratio = nonmodel_fps / its fps. Absolute figures differ 2-5x
+ *     between machines; the ratio, measured in the same run, says how close the pipeline comes to
+ *     what this machine's ffmpeg can do at all;
+ *  4. a GPU stand-in: 20 ms per frame waited on another thread, leaving the CPU free;
+ *     overhead_ratio = end-to-end time / model time shows whether the rest hides behind inference.
+ * The last line is machine-readable; see docs/benchmarks.md.
  */
 import { execFileSync, spawn } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
@@ -17,21 +21,24 @@ import type { JobKind } from '@avatar-fleet/contracts';
 import { writeDevModelSet } from '@avatar-fleet/worker/dist/src/inference/dev-models';
 import { ModelLoader } from '@avatar-fleet/worker/dist/src/inference/model-loader';
 import type { MuseTalkNetworks } from '@avatar-fleet/worker/dist/src/inference/musetalk';
-import { binaries, decodeAudio, decodeFrames, startEncoder } from '@avatar-fleet/worker/dist/src/media/ffmpeg';
+import { binaries, decodeAudio, h264Output } from '@avatar-fleet/worker/dist/src/media/ffmpeg';
 import { logMelWindows } from '@avatar-fleet/worker/dist/src/media/mel';
-import { readBundleData, readManifest } from '@avatar-fleet/worker/dist/src/pipelines/avatar-prepare/bundle';
+import { readManifest } from '@avatar-fleet/worker/dist/src/pipelines/avatar-prepare/bundle';
 import { prepareAvatar, type PrepareModels } from '@avatar-fleet/worker/dist/src/pipelines/avatar-prepare/prepare-avatar';
 import { lipsync } from '@avatar-fleet/worker/dist/src/pipelines/lipsync/lipsync';
 import { audioPromptFor, concatSegments, videoFrameCount } from '@avatar-fleet/worker/dist/src/pipelines/lipsync/audio-features';
 import type { JobContext } from '@avatar-fleet/worker/dist/src/pipelines/pipeline';
-import { facePlanes, featheredMask, nchwToYuv, pasteFace } from '@avatar-fleet/worker/dist/src/pipelines/shared/frames';
+import { drawFace, facePlanes, featheredMask, firstMaskedRow, nchwToYuv, patchArea, patchPlanes } from '@avatar-fleet/worker/dist/src/pipelines/shared/frames';
 import { createLogger } from '@avatar-fleet/worker/dist/src/runtime/logger';
 import { createStorage } from '@avatar-fleet/worker/dist/src/storage/create-storage';
 import { jobContext } from '@avatar-fleet/worker/dist/test/helpers/job-context';
 import { loadModels } from '@avatar-fleet/worker/dist/src/pipelines/musetalk-pipelines';
+import { exitedChildrenCpuSec } from './lib/process-cpu';
 import { round } from './lib/stats';
 
 const MODEL_MS_PER_FRAME = 20;
+/** dev: the dev model set on this CPU; standin: a GPU stand-in taking MODEL_MS_PER_FRAME; free: models that cost nothing. */
+type Pass = 'dev' | 'standin' | 'free';
 const SAMPLES = path.resolve(__dirname, '../../samples');
 const log = createLogger('error');
 
@@ -41,6 +48,8 @@ interface RunReport {
   modelMs: number;
   peakRssMb: number;
   stages?: Record<string, number>;
+  /** CPU time during the run: this process (all its threads), and the ffmpeg processes it ran. */
+  cpu: { nodeMs: number; ffmpegMs: number };
 }
 
 function context(root: string, kind: JobKind): JobContext {
@@ -63,48 +72,60 @@ function timed(inner: MuseTalkNetworks, total: { ms: number }): MuseTalkNetworks
   };
 }
 
-/** A GPU stand-in: each UNet batch waits 20 ms per frame on another thread; the rest answers at once. */
-function standIn(version: string, batchSize: number, total: { ms: number }): MuseTalkNetworks & { close(): void } {
-  const thread = new Worker(
+/**
+ * A GPU stand-in: each UNet batch waits `msPerFrame` per frame on another thread (none at all for
+ * 0); the rest answers at once. Its faces are a grey head with a dark mouth that opens and closes,
+ * so the encoder sees the mouth move as it would in a real render.
+ */
+function standIn(version: string, batchSize: number, total: { ms: number }, msPerFrame: number): MuseTalkNetworks & { close(): void } {
+  const thread = msPerFrame > 0 ? new Worker(
     `const { parentPort } = require('node:worker_threads');
      const cell = new Int32Array(new SharedArrayBuffer(4));
      parentPort.on('message', ({ id, ms }) => { Atomics.wait(cell, 0, 0, ms); parentPort.postMessage(id); });`,
     { eval: true },
-  );
+  ) : undefined;
   const waiting = new Map<number, () => void>();
   let next = 0;
-  thread.on('message', (id: number) => waiting.get(id)?.());
-  const gray = new Float32Array(batchSize * 3 * 256 * 256).fill(0.1);
+  thread?.on('message', (id: number) => waiting.get(id)?.());
+  // Eight batches made once and handed out in turn, read-only: models that cost nothing copy nothing.
+  const face = 3 * 256 * 256;
+  const batches = Array.from({ length: 8 }, (_, b) => {
+    const out = new Float32Array(batchSize * face);
+    for (let k = 0; k < batchSize; k++) {
+      const open = 4 + 24 * Math.abs(Math.sin(((b * batchSize + k) * Math.PI) / 8));
+      for (let ch = 0; ch < 3; ch++) for (let y = 0; y < 256; y++) for (let x = 0; x < 256; x++) {
+        const inMouth = ((x - 128) / 48) ** 2 + ((y - 190) / open) ** 2 < 1;
+        out[k * face + ch * 65536 + y * 256 + x] = inMouth ? -0.6 : 0.1 + 0.2 * (y / 256);
+      }
+    }
+    return out;
+  });
+  let calls = 0;
+  const faces = (n: number) => batches[calls++ % batches.length]!.subarray(0, n * face);
   return {
     version, batchSize,
     vaeEncode: async (_x, n) => new Float32Array(n * 8 * 32 * 32),
     unet: (_l, _a, n) => new Promise((resolve) => {
+      total.ms += msPerFrame * n;
+      if (!thread) return resolve(new Float32Array(n * 4 * 32 * 32));
       const id = next++;
-      total.ms += MODEL_MS_PER_FRAME * n;
       waiting.set(id, () => {
         waiting.delete(id);
         resolve(new Float32Array(n * 4 * 32 * 32));
       });
-      thread.postMessage({ id, ms: MODEL_MS_PER_FRAME * n });
+      thread.postMessage({ id, ms: msPerFrame * n });
     }),
-    vaeDecode: async (_l, n) => gray.subarray(0, n * 3 * 256 * 256),
+    vaeDecode: async (_l, n) => faces(n),
     whisper: async () => new Float32Array(1500 * 5 * 384),
-    close: () => void thread.terminate(),
+    close: () => void thread?.terminate(),
   };
 }
 
-/** Each stage around the models, alone: decode, audio features, blend, encode. Frames per second (audio: x real time). */
+/** The Node-side stages alone: audio features (x real time) and composing a face into a patch (frames per second). */
 async function stagesAlone(root: string, audioFile: string, frames: number, models: PrepareModels): Promise<Record<string, number>> {
   const ctx = context(root, 'lipsync');
   const manifest = (await readManifest(ctx.storage, 'bench', ctx.scratchDir))!;
-  const bundle = await readBundleData(ctx.storage, manifest, ctx.scratchDir);
-  const { width, height } = manifest;
   let t = performance.now();
-  let n = 0;
-  const kept: Buffer[] = [];
-  while (n < frames) for await (const f of decodeFrames(bundle.framesFile, { width, height, maxFrames: frames - n, pixelFormat: 'yuv420p' })) { if (kept.length < 8) kept.push(f); n++; }
-  const decodeFps = frames / ((performance.now() - t) / 1000);
-  t = performance.now();
   const samples = await decodeAudio(audioFile);
   const windows = logMelWindows(samples);
   const hidden = await Promise.all(windows.map((w) => models.musetalk.whisper(w)));
@@ -116,34 +137,49 @@ async function stagesAlone(root: string, audioFile: string, frames: number, mode
   const face = new Float32Array(3 * 256 * 256).fill(0.2);
   const mask = featheredMask(256);
   const [x, y, size] = manifest.boxes[0]!;
-  t = performance.now();
+  const box = { x, y, width: size, height: size };
+  const patch = patchPlanes(patchArea([box], [firstMaskedRow(mask, 256)], 256, manifest.width, manifest.height));
   const planes = facePlanes(256);
-  for (let i = 0; i < frames; i++) pasteFace(kept[i % kept.length]!, width, height, nchwToYuv(face, 0, planes), mask, { x, y, size });
-  const blendFps = frames / ((performance.now() - t) / 1000);
   t = performance.now();
-  const encoder = startEncoder({ output: path.join(ctx.scratchDir, 'alone.mp4'), width, height, fps: 25, audio: audioFile, pixelFormat: 'yuv420p' });
-  for (let i = 0; i < frames; i++) await encoder.write(kept[i % kept.length]!);
-  await encoder.finish();
-  const encodeFps = frames / ((performance.now() - t) / 1000);
-  return { decodeFps, audioX, blendFps, encodeFps };
+  for (let i = 0; i < frames; i++) drawFace(patch, nchwToYuv(face, 0, planes), mask, box);
+  const composeFps = frames / ((performance.now() - t) / 1000);
+  return { audioX, composeFps };
 }
 
 /** One measured lipsync, in this (child) process. */
-async function measure(root: string, pass: 'dev' | 'standin', seconds: number): Promise<RunReport> {
+async function measure(root: string, pass: Pass, seconds: number): Promise<RunReport> {
   const dev = await loadDev(root);
   const modelTime = { ms: 0 };
-  const stand = pass === 'standin' ? standIn(dev.musetalk.version, dev.musetalk.batchSize, modelTime) : undefined;
+  const stand = pass === 'dev' ? undefined : standIn(dev.musetalk.version, dev.musetalk.batchSize, modelTime, pass === 'standin' ? MODEL_MS_PER_FRAME : 0);
   const models: PrepareModels = { faces: dev.faces, musetalk: stand ?? timed(dev.musetalk, modelTime) };
-  let peak = process.memoryUsage().rss;
-  const sampler = setInterval(() => (peak = Math.max(peak, process.memoryUsage().rss)), 50);
+  // memoryUsage.rss() alone: memoryUsage() also walks the heap, which showed in the profile.
+  let peak = process.memoryUsage.rss();
+  const sampler = setInterval(() => (peak = Math.max(peak, process.memoryUsage.rss())), 50);
   const started = performance.now();
+  const cpuBefore = { self: process.cpuUsage(), children: exitedChildrenCpuSec() };
   const result = await lipsync({ avatarId: 'bench', audio: `speech-${seconds}s.wav` }, models, context(root, 'lipsync'));
   const wallMs = performance.now() - started;
+  const self = process.cpuUsage(cpuBefore.self);
+  const cpu = { nodeMs: (self.user + self.system) / 1000, ffmpegMs: (exitedChildrenCpuSec() - cpuBefore.children) * 1000 };
   clearInterval(sampler);
   stand?.close();
-  const report: RunReport = { frames: result.frameCount, wallMs, modelMs: modelTime.ms, peakRssMb: peak / 1048576 };
+  const report: RunReport = { frames: result.frameCount, wallMs, modelMs: modelTime.ms, peakRssMb: peak / 1048576, cpu };
   if (pass === 'dev' && seconds === 10) report.stages = await stagesAlone(root, path.join(root, 'bucket', `speech-${seconds}s.wav`), result.frameCount, dev);
   return report;
+}
+
+/**
+ * The floor: the frames lipsync renders over (the avatar's loop, repeated) decoded and encoded by
+ * one ffmpeg with lipsync's own encoder settings and audio, and nothing laid over them.
+ */
+function plainFfmpeg(root: string, frames: number, audioFile: string): { fps: number; cpuMs: number } {
+  const started = performance.now();
+  const cpuBefore = exitedChildrenCpuSec();
+  execFileSync(binaries().ffmpeg, [
+    '-y', '-loglevel', 'error', '-stream_loop', '-1', '-i', path.join(root, 'bucket', 'avatars', 'bench', 'frames.mp4'), '-i', audioFile,
+    '-map', '0:v:0', '-map', '1:a:0', '-frames:v', String(frames), ...h264Output({}, path.join(root, 'plain.mp4'), true),
+  ]);
+  return { fps: frames / ((performance.now() - started) / 1000), cpuMs: (exitedChildrenCpuSec() - cpuBefore) * 1000 };
 }
 
 function child(root: string, pass: string, seconds: number): Promise<RunReport> {
@@ -166,27 +202,32 @@ async function main(): Promise<void> {
     for (const s of [10, 60]) ff('-stream_loop', '-1', '-i', path.join(SAMPLES, 'speech.m4a'), '-t', String(s), '-ac', '1', '-ar', '16000', path.join(root, 'bucket', `speech-${s}s.wav`));
     await prepareAvatar({ source: 'source.mp4', avatarId: 'bench', fps: 25, bboxShift: 0 }, await loadDev(root), context(root, 'avatar.prepare'));
     console.log('lipsync, 720p avatar (1280x720), 25 fps, libx264 veryfast; each run in its own process');
+    const perFrame = (r: RunReport) => `CPU ${round(r.cpu.nodeMs / r.frames, 2)} ms/frame in Node, ${round(r.cpu.ffmpegMs / r.frames, 2)} in ffmpeg`;
     const dev10 = await child(root, 'dev', 10);
     const dev60 = await child(root, 'dev', 60);
     const s = dev10.stages!;
-    const nonModelFps = dev10.frames / ((dev10.wallMs - dev10.modelMs) / 1000);
-    console.log(`1. dev model set (model stage ${round(dev10.modelMs / dev10.frames, 2)} ms/frame on this CPU):`);
-    console.log(`   alone: decode ${Math.round(s.decodeFps!)} fps, audio features ${round(s.audioX!, 1)}x real time, blend ${Math.round(s.blendFps!)} fps, encode ${Math.round(s.encodeFps!)} fps`);
-    console.log(`   together: 10 s: ${dev10.frames} frames in ${round(dev10.wallMs / 1000, 2)} s, ${Math.round(nonModelFps)} fps without the model time; ` +
+    console.log(`1. dev model set (model stage ${round(dev10.modelMs / dev10.frames, 2)} ms/frame on this CPU): 10 s: ${dev10.frames} frames in ${round(dev10.wallMs / 1000, 2)} s; ` +
       `60 s: ${dev60.frames} frames in ${round(dev60.wallMs / 1000, 2)} s; peak RSS ${Math.round(dev10.peakRssMb)} / ${Math.round(dev60.peakRssMb)} MB`);
+    console.log(`   Node stages alone: audio features ${round(s.audioX!, 1)}x real time, composing a face into its patch ${Math.round(s.composeFps!)} fps`);
+    const free60 = await child(root, 'free', 60);
+    const nonModelFps = free60.frames / (free60.wallMs / 1000);
+    console.log(`2. models that cost nothing, 60 s: ${free60.frames} frames in ${round(free60.wallMs / 1000, 2)} s = ${Math.round(nonModelFps)} fps; ${perFrame(free60)}`);
+    const floor = plainFfmpeg(root, free60.frames, path.join(root, 'bucket', 'speech-60s.wav'));
+    console.log(`3. plain ffmpeg, the same ${free60.frames} frames decoded and encoded in one process: ${Math.round(floor.fps)} fps, CPU ${round(floor.cpuMs / free60.frames, 2)} ms/frame; ` +
+      `the pipeline reaches ${round(nonModelFps / floor.fps, 2)} of it`);
     const stand10 = await child(root, 'standin', 10);
     const stand60 = await child(root, 'standin', 60);
     const ratio = stand10.wallMs / stand10.modelMs;
-    console.log(`2. GPU stand-in, ${MODEL_MS_PER_FRAME} ms/frame on another thread: 10 s: ${round(stand10.wallMs / 1000, 2)} s for ${round(stand10.modelMs / 1000, 2)} s of model time ` +
+    console.log(`4. GPU stand-in, ${MODEL_MS_PER_FRAME} ms/frame on another thread: 10 s: ${round(stand10.wallMs / 1000, 2)} s for ${round(stand10.modelMs / 1000, 2)} s of model time ` +
       `(ratio ${round(ratio, 3)}); 60 s: ratio ${round(stand60.wallMs / stand60.modelMs, 3)}, peak RSS ${Math.round(stand10.peakRssMb)} / ${Math.round(stand60.peakRssMb)} MB`);
-    console.log(`pipeline nonmodel_fps=${Math.round(nonModelFps)} overhead_ratio=${round(ratio, 3)} rss10_mb=${Math.round(dev10.peakRssMb)} rss60_mb=${Math.round(dev60.peakRssMb)}`);
+    console.log(`pipeline nonmodel_fps=${Math.round(nonModelFps)} overhead_ratio=${round(ratio, 3)} rss10_mb=${Math.round(dev10.peakRssMb)} rss60_mb=${Math.round(dev60.peakRssMb)} ffmpeg_fps=${Math.round(floor.fps)} ffmpeg_ratio=${round(nonModelFps / floor.fps, 2)}`);
   } finally {
     rmSync(root, { recursive: true, force: true });
   }
 }
 
 if (process.argv[2] === '--run') {
-  measure(process.argv[3]!, process.argv[4] as 'dev' | 'standin', Number(process.argv[5])).then(
+  measure(process.argv[3]!, process.argv[4] as Pass, Number(process.argv[5])).then(
     (report) => { console.log(JSON.stringify(report)); process.exit(0); },
     (error: Error) => { console.error(error.stack ?? error.message); process.exit(1); },
   );

@@ -10,6 +10,16 @@ export function processCpuSec(pid: number): number {
   }
 }
 
+/** CPU seconds used by this process's children that have exited and been waited for (cutime + cstime). */
+export function exitedChildrenCpuSec(): number {
+  try {
+    const fields = readFileSync('/proc/self/stat', 'utf8').split(') ')[1]!.split(' ');
+    return (Number(fields[13]) + Number(fields[14])) / 100;
+  } catch {
+    return 0;
+  }
+}
+
 /**
  * CPU seconds used so far by the PostgreSQL server on `port`: its postmaster (found by the
  * `-p <port>` in its command line) and every backend it forked. Backends that already exited are

@@ -8,7 +8,7 @@ import { PipelineError } from '../src/pipelines/pipeline';
 import {
   LATENT_SIZE, MASK_SIZE, loopLength, readBundleData, readManifest, sameParams, sourceFrame, writeBundle,
 } from '../src/pipelines/avatar-prepare/bundle';
-import { facePlanes, featheredMask, nchwToYuv, pasteFace, toNchw } from '../src/pipelines/shared/frames';
+import { drawFace, facePlanes, featheredMask, firstMaskedRow, nchwToYuv, patchArea, patchPlanes, toNchw } from '../src/pipelines/shared/frames';
 import { binaries, frameBytes } from '../src/media/ffmpeg';
 import { createStorage } from '../src/storage/create-storage';
 
@@ -65,26 +65,34 @@ describe('frame pixels', () => {
     assert.equal(at(0, 200), 0, 'the sides fade out too');
   });
 
-  test('paste-back into yuv420p: full mask replaces the box in all three planes, empty mask changes nothing, pixels outside the box never change', () => {
-    const [w, h] = [100, 80];
-    const frame = new Uint8Array(frameBytes(w, h, 'yuv420p')).fill(128).fill(10, 0, w * h);
+  test('a face drawn into a patch: colour and alpha where the box is, transparent elsewhere, chroma at half resolution', () => {
+    const area = { x: 10, y: 20, width: 60, height: 40 };
+    const patch = patchPlanes(area);
+    patch.a.fill(99); // whatever a reused buffer held before
     const face = facePlanes(32);
     face.y.fill(200);
     face.u.fill(50);
     face.v.fill(60);
-    pasteFace(frame, w, h, face, new Uint8Array(32 * 32).fill(255), { x: 20, y: 10, size: 40 });
-    const u = (x: number, y: number) => frame[w * h + y * (w / 2) + x];
-    const v = (x: number, y: number) => frame[w * h + (w / 2) * (h / 2) + y * (w / 2) + x];
-    assert.equal(frame[30 * w + 40], 200);
-    assert.equal(u(20, 15), 50);
-    assert.equal(v(20, 15), 60);
-    assert.equal(frame[5 * w + 40], 10, 'above the box');
-    assert.equal(frame[30 * w + 70], 10, 'right of the box');
-    assert.equal(u(35, 15), 128);
-    assert.equal(v(20, 2), 128);
-    const before = Buffer.from(frame);
-    pasteFace(frame, w, h, facePlanes(32), new Uint8Array(32 * 32), { x: 0, y: 0, size: 100 });
-    assert.deepEqual(Buffer.from(frame), before);
+    const mask = new Uint8Array(32 * 32).fill(255, 16 * 32); // the lower half of the crop
+    drawFace(patch, face, mask, { x: 20, y: 10, width: 40, height: 40 }); // frame pixels; the box's top half lies above the patch
+    const at = (plane: Uint8Array, stride: number, x: number, y: number) => plane[y * stride + x]!;
+    // Frame (40, 45) is well inside the box's lower half: patch (30, 25).
+    assert.deepEqual([at(patch.y, 60, 30, 25), at(patch.a, 60, 30, 25)], [200, 255]);
+    assert.deepEqual([at(patch.u, 30, 15, 12), at(patch.v, 30, 15, 12)], [50, 60]);
+    assert.equal(at(patch.a, 60, 30, 2), 0, 'frame (40, 22): the box\'s upper half, where the mask is empty');
+    assert.equal(at(patch.a, 60, 5, 25), 0, 'frame (15, 45): left of the box');
+    assert.equal(at(patch.a, 60, 55, 25), 0, 'frame (65, 45): right of the box');
+    const ramp = Array.from({ length: 8 }, (_, k) => at(patch.a, 60, 30, 6 + k)); // across the mask's edge (frame y 26..33)
+    assert.ok(ramp.every((v, k) => k === 0 || v >= ramp[k - 1]!) && ramp[0]! < 128 && ramp.at(-1)! === 255, `alpha rises across the mask's edge: ${ramp}`);
+  });
+
+  test('the patch area holds the masked part of every box, even-aligned and inside the frame', () => {
+    const boxes = [{ x: 101, y: 50, width: 100, height: 100 }, { x: 111, y: 55, width: 100, height: 100 }];
+    // Masks start halfway down the 256-row crop: only the lower half of each box is ever drawn.
+    assert.deepEqual(patchArea(boxes, [128, 128], 256, 640, 360), { x: 100, y: 100, width: 112, height: 56 });
+    assert.deepEqual(patchArea([{ x: 600, y: 300, width: 100, height: 100 }], [0], 256, 640, 360), { x: 600, y: 300, width: 40, height: 60 }, 'clipped to the frame');
+    assert.deepEqual(patchArea(boxes, [256, 256], 256, 640, 360), { x: 0, y: 0, width: 2, height: 2 }, 'nothing masked');
+    assert.equal(firstMaskedRow(featheredMask(256), 256), 116, 'the feathered mask starts at 0.45 of the crop (row 115.2)');
   });
 });
 

@@ -21,10 +21,10 @@ export function binaries(): { ffmpeg: string; ffprobe: string } {
 }
 
 /** What an ffmpeg process is for: names its failures, and counts its starts. */
-export type FfmpegPurpose = 'frames' | 'audio' | 'encode';
+export type FfmpegPurpose = 'frames' | 'audio' | 'encode' | 'render';
 
-const DESCRIBED: Record<FfmpegPurpose, string> = { frames: 'decoding', audio: 'audio decoding', encode: 'encoding' };
-const starts: Record<FfmpegPurpose, number> = { frames: 0, audio: 0, encode: 0 };
+const DESCRIBED: Record<FfmpegPurpose, string> = { frames: 'decoding', audio: 'audio decoding', encode: 'encoding', render: 'rendering' };
+const starts: Record<FfmpegPurpose, number> = { frames: 0, audio: 0, encode: 0, render: 0 };
 
 /** ffmpeg processes started by this process so far, by purpose (how many decodes a job cost). */
 export function ffmpegStarts(): Readonly<Record<FfmpegPurpose, number>> {

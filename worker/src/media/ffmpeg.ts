@@ -1,6 +1,6 @@
 import { execFile } from 'node:child_process';
 import ffmpeg from 'fluent-ffmpeg';
-import { binaries, MediaError, runFfmpeg } from './ffmpeg-process';
+import { binaries, MediaError, runFfmpeg, type FfmpegProcess } from './ffmpeg-process';
 
 export { binaries, ffmpegStarts, MediaError } from './ffmpeg-process';
 
@@ -161,44 +161,64 @@ export function canEncode(codec: VideoCodec): Promise<boolean> {
 }
 
 export interface VideoEncoder {
-  /** Resolves when ffmpeg has taken the frame (backpressure). */
-  write(frame: Buffer): Promise<void>;
+  /**
+   * Resolves when ffmpeg can take the next frame (backpressure). `flushed` is called once `frame`
+   * has gone into the pipe and may be reused (up to two frames wait in memory before that).
+   */
+  write(frame: Buffer, flushed?: () => void): Promise<void>;
   /** Closes the input and waits for the file to be complete. */
   finish(): Promise<void>;
 }
 
-/**
- * H.264 (yuv420p) from raw frames (rgb24 unless told) written to ffmpeg's stdin, muxed with `audio` (AAC). The
- * caller writes as many frames as the audio needs, so the streams end within one frame of each other.
- */
-export function startEncoder(options: {
-  output: string;
-  width: number;
-  height: number;
-  fps: number;
-  audio?: string;
+/** How a video is encoded: the codec and its quality, shared by every H.264 output. */
+export interface EncodeSettings {
   crf?: number;
   codec?: VideoCodec;
   /** Scales the output to this height (width follows, kept even). */
   outputHeight?: number;
   /** libx264 tuning; `fastdecode` for a video that is decoded again and again (the avatar loop). */
   tune?: 'fastdecode';
+}
+
+/** ffmpeg output options for H.264 yuv420p (with AAC when there is audio) into an mp4 at `output`. */
+export function h264Output(settings: EncodeSettings, output: string, audio: boolean): string[] {
+  const codec = settings.codec ?? 'libx264';
+  return [
+    ...(audio ? ['-c:a', 'aac', '-b:a', '128k'] : []),
+    '-c:v', codec, ...(codec === 'libx264' ? ['-preset', 'veryfast', '-crf', String(settings.crf ?? 20), ...(settings.tune ? ['-tune', settings.tune] : [])] : ['-cq', String(settings.crf ?? 23)]),
+    '-pix_fmt', 'yuv420p', '-movflags', '+faststart', '-y', output,
+  ];
+}
+
+/**
+ * H.264 (yuv420p) from raw frames (rgb24 unless told) written to ffmpeg's stdin, muxed with `audio` (AAC). The
+ * caller writes as many frames as the audio needs, so the streams end within one frame of each other.
+ */
+export function startEncoder(options: EncodeSettings & {
+  output: string;
+  width: number;
+  height: number;
+  fps: number;
+  audio?: string;
   pixelFormat?: PixelFormat;
   signal?: AbortSignal;
 }): VideoEncoder {
   const pixelFormat = options.pixelFormat ?? 'rgb24';
-  const codec = options.codec ?? 'libx264';
   const ffmpegRun = runFfmpeg([
     '-f', 'rawvideo', '-pix_fmt', pixelFormat, '-s', `${options.width}x${options.height}`, '-r', String(options.fps), '-i', 'pipe:0',
     ...(options.audio ? ['-i', options.audio] : []),
-    '-map', '0:v:0', ...(options.audio ? ['-map', '1:a:0', '-c:a', 'aac', '-b:a', '128k'] : []),
-    '-c:v', codec, ...(codec === 'libx264' ? ['-preset', 'veryfast', '-crf', String(options.crf ?? 20), ...(options.tune ? ['-tune', options.tune] : [])] : ['-cq', String(options.crf ?? 23)]),
+    '-map', '0:v:0', ...(options.audio ? ['-map', '1:a:0'] : []),
     ...(options.outputHeight ? ['-vf', `scale=-2:${options.outputHeight}`] : []),
-    '-pix_fmt', 'yuv420p', '-movflags', '+faststart', '-y', options.output,
+    ...h264Output(options, options.output, Boolean(options.audio)),
   ], { purpose: 'encode', failure: ENCODER_FAILED, stdin: true, signal: options.signal });
+  return frameSink(ffmpegRun, frameBytes(options.width, options.height, pixelFormat));
+}
+
+/** Raw frames of `frameBytes` each into a running ffmpeg's stdin, with backpressure; see VideoEncoder. */
+export function frameSink(ffmpegRun: FfmpegProcess, frameBytes: number): VideoEncoder {
   const input = ffmpegRun.stdin;
   // Up to two frames wait in the pipe, so ffmpeg never waits for the next write.
-  const ahead = 2 * frameBytes(options.width, options.height, pixelFormat);
+  const ahead = 2 * frameBytes;
   // Why no frame can be written any more, once ffmpeg has ended; a write waiting for room is woken with it.
   let stopped: unknown;
   let wake: ((reason: unknown) => void) | undefined;
@@ -209,10 +229,10 @@ export function startEncoder(options: {
       wake?.(reason);
     });
   return {
-    write(frame) {
+    write(frame, flushed) {
       if (stopped) return Promise.reject(stopped);
       // 'drain' comes only after a write was refused, and then once the pipe's buffer is empty.
-      if (input.write(frame) || input.writableLength < ahead) return Promise.resolve();
+      if (input.write(frame, flushed && (() => flushed())) || input.writableLength < ahead) return Promise.resolve();
       return new Promise((resolve, reject) => {
         const onDrain = () => {
           wake = undefined;
@@ -232,5 +252,5 @@ export function startEncoder(options: {
   };
 }
 
-const UNREADABLE = { code: 'media_unreadable', retryable: false } as const;
-const ENCODER_FAILED = { code: 'ffmpeg_failed', retryable: true } as const;
+export const UNREADABLE = { code: 'media_unreadable', retryable: false } as const;
+export const ENCODER_FAILED = { code: 'ffmpeg_failed', retryable: true } as const;

@@ -1,29 +1,28 @@
 import path from 'node:path';
 import type { LipsyncInput, LipsyncResult } from '@avatar-fleet/contracts';
-import { decodeAudio, startEncoder } from '../../media/ffmpeg';
+import { decodeAudio } from '../../media/ffmpeg';
 import { fetchMedia } from '../../media/fetch-media';
-import { loopFrames } from '../../media/loop-frames';
+import { FramePool } from '../../media/frame-pool';
+import { patchBytes, startRender } from '../../media/render';
 import { logMelWindows, SAMPLE_RATE } from '../../media/mel';
 import { PipelineError, type JobContext } from '../pipeline';
 import { BoundedQueue, runStages } from '../shared/bounded-queue';
-import { facePlanes, nchwToYuv, pasteFace } from '../shared/frames';
+import { drawAlpha, drawColour, facePlanes, firstMaskedRow, nchwToYuv, patchArea, patchPlanes, type Rect } from '../shared/frames';
 import { CROP_SIZE, LATENT_SIZE, loopLength, MASK_SIZE, readBundleData, readManifest, sameParams, sourceFrame, type BundleManifest } from '../avatar-prepare/bundle';
 import { DETECTOR_ID, prepareAvatar, type PrepareModels } from '../avatar-prepare/prepare-avatar';
 import { audioPromptFor, concatSegments, videoFrameCount } from './audio-features';
 
 /** Longest speech a lipsync job takes (10 minutes); longer is refused, not truncated. */
 export const MAX_AUDIO_SECONDS = 600;
-/** Frames decoded ahead of inference, and composed frames waiting for the encoder. */
+/** Generated faces waiting to be composed. */
 const QUEUE_DEPTH = 8;
+/** Memory for the alpha planes of the loop's frames, drawn once each. */
+const ALPHA_CACHE_BYTES = 32 * 1024 * 1024;
 const PROMPT = 50 * 384;
 const IMAGE = 3 * CROP_SIZE * CROP_SIZE;
 
-interface Decoded {
+interface Generated {
   index: number;
-  frame: Buffer;
-}
-
-interface Generated extends Decoded {
   /** The batch's decoded faces [n,3,256,256] in [-1,1]; this frame's starts at `offset`. */
   faces: Float32Array;
   offset: number;
@@ -44,10 +43,10 @@ async function avatarFor(input: LipsyncInput, models: PrepareModels, ctx: JobCon
 
 /**
  * MuseTalk lip-sync: audio -> Whisper features -> one UNet prompt per video frame; the avatar's
- * frames loop forward and backward; each frame's face is generated in batches, decoded, pasted back
- * with the blend mask, and streamed into ffmpeg with the original audio. Frames stay yuv420p from
- * the decoder to the encoder. Decode, inference and
- * encode run as three stages joined by bounded queues, so memory stays flat for any length.
+ * frames loop forward and backward; each frame's face is generated in batches and decoded, then
+ * sent with its blend mask as a small patch to one ffmpeg that decodes the avatar's loop, lays each
+ * patch over its frame and encodes with the original audio (media/render.ts). Inference and
+ * composing run as two stages joined by a bounded queue, so memory stays flat for any length.
  */
 export async function lipsync(input: LipsyncInput, models: PrepareModels, ctx: JobContext): Promise<LipsyncResult> {
   const { musetalk } = models;
@@ -70,38 +69,38 @@ export async function lipsync(input: LipsyncInput, models: PrepareModels, ctx: J
 
   const { width, height } = manifest;
   const output = path.join(ctx.scratchDir, 'lipsync.mp4');
-  const encoder = startEncoder({ output, width, height, fps, audio: audioFile, crf: input.options?.crf, outputHeight: input.options?.outputHeight, codec: models.videoCodec, pixelFormat: 'yuv420p', signal: ctx.signal });
-  const decoded = new BoundedQueue<Decoded>(QUEUE_DEPTH);
+  const boxes: Rect[] = manifest.boxes.map(([x, y, size]) => ({ x, y, width: size, height: size }));
+  const maskOf = (src: number) => bundle.masks.subarray(src * MASK_SIZE, (src + 1) * MASK_SIZE);
+  const maskTops = boxes.map((_, src) => firstMaskedRow(maskOf(src), CROP_SIZE));
+  const area = patchArea(boxes, maskTops, CROP_SIZE, width, height);
+  const renderer = startRender({
+    loopVideo: bundle.framesFile, loopFrames: loopLength(manifest.frameCount), width, height, fps, total, area, audio: audioFile, output,
+    crf: input.options?.crf, outputHeight: input.options?.outputHeight, codec: models.videoCodec, signal: ctx.signal,
+  });
+  // Patch buffers go back to the pool once piped to ffmpeg, and are drawn into again.
+  const pool = new FramePool(patchBytes(area));
   const generated = new BoundedQueue<Generated>(QUEUE_DEPTH);
   const batchSize = input.options?.batchSize ?? musetalk.batchSize;
 
-  await runStages([decoded, generated], [
-    // Decode: the looping bundle video, as often as the audio needs (from memory when it is short).
-    async () => {
-      let index = 0;
-      const frames = loopFrames(bundle.framesFile, { width, height, pixelFormat: 'yuv420p', loopLength: loopLength(manifest.frameCount), total, signal: ctx.signal });
-      for await (const frame of frames) await decoded.push({ index: index++, frame });
-      decoded.close();
-    },
+  await runStages([generated], [
     // Inference: batches through the UNet and the VAE decoder, one batch always in flight while
     // the previous one's results are handed on, so the GPU does not wait on this loop.
     async () => {
-      let batch: Decoded[] = [];
       let inFlight: Promise<void> | undefined;
-      const launch = (items: Decoded[]) => {
-        const latents = new Float32Array(items.length * LATENT_SIZE);
-        const prompts = new Float32Array(items.length * PROMPT);
-        items.forEach((item, k) => {
-          const src = sourceFrame(item.index, manifest.frameCount);
+      const launch = (first: number, count: number) => {
+        const latents = new Float32Array(count * LATENT_SIZE);
+        const prompts = new Float32Array(count * PROMPT);
+        for (let k = 0; k < count; k++) {
+          const src = sourceFrame(first + k, manifest.frameCount);
           latents.set(bundle.latents.subarray(src * LATENT_SIZE, (src + 1) * LATENT_SIZE), k * LATENT_SIZE);
-          audioPromptFor(features, item.index, fps, prompts.subarray(k * PROMPT, (k + 1) * PROMPT));
-        });
-        const images = musetalk.unet(latents, prompts, items.length).then((out) => musetalk.vaeDecode(out, items.length));
+          audioPromptFor(features, first + k, fps, prompts.subarray(k * PROMPT, (k + 1) * PROMPT));
+        }
+        const images = musetalk.unet(latents, prompts, count).then((out) => musetalk.vaeDecode(out, count));
         const previous = inFlight;
         inFlight = (async () => {
           const faces = await images;
           await previous; // hand results on in frame order
-          for (let k = 0; k < items.length; k++) await generated.push({ ...items[k]!, faces, offset: k * IMAGE });
+          for (let k = 0; k < count; k++) await generated.push({ index: first + k, faces, offset: k * IMAGE });
         })();
         // Awaited later (by the next launch or the end); marked handled now so a failure in between
         // is not an unhandled rejection.
@@ -109,36 +108,42 @@ export async function lipsync(input: LipsyncInput, models: PrepareModels, ctx: J
         // The batch before this one must be handed on before a third is launched: two in flight at most.
         return previous;
       };
-      for await (const item of decoded) {
-        batch.push(item);
-        if (batch.length === batchSize) {
-          await launch(batch);
-          batch = [];
-        }
+      for (let first = 0; first < total; first += batchSize) {
+        ctx.signal.throwIfAborted();
+        await launch(first, Math.min(batchSize, total - first));
       }
-      if (batch.length) await launch(batch);
       await inFlight;
       generated.close();
     },
-    // Compose and encode, in frame order.
+    // Compose, in frame order: each face into a patch with its mask as alpha, for ffmpeg to lay over its frame.
     async () => {
       let done = 0;
       const face = facePlanes(CROP_SIZE);
+      // A frame's alpha depends only on its mask and box, the same on every pass of the loop: kept.
+      const alphas = new Map<number, Uint8Array>();
+      const maxAlphas = Math.floor(ALPHA_CACHE_BYTES / (area.width * area.height));
       for await (const item of generated) {
         const src = sourceFrame(item.index, manifest.frameCount);
-        const [x, y, size] = manifest.boxes[src]!;
-        nchwToYuv(item.faces, item.offset, face);
-        pasteFace(item.frame, width, height, face, bundle.masks.subarray(src * MASK_SIZE, (src + 1) * MASK_SIZE), { x, y, size });
-        await encoder.write(item.frame);
+        // From the row above the mask's first: bilinear sampling reaches one row up.
+        nchwToYuv(item.faces, item.offset, face, maskTops[src]! - 1);
+        const patch = patchPlanes(area, pool.take());
+        const alpha = alphas.get(src);
+        if (alpha) patch.a.set(alpha);
+        else {
+          drawAlpha(patch, maskOf(src), boxes[src]!, CROP_SIZE);
+          if (alphas.size < maxAlphas) alphas.set(src, patch.a.slice());
+        }
+        drawColour(patch, face, boxes[src]!);
+        await renderer.write(patch.data, () => pool.give(patch.data));
         if (++done % 10 === 0 || done === total) ctx.progress('render', done / total, `${done} of ${total} frames`);
       }
     },
   ]).catch(async (error: unknown) => {
-    await encoder.finish().catch(() => undefined);
+    await renderer.finish().catch(() => undefined);
     // Stopped from outside: every stage fails in its own way; the abort is the one reason.
     throw ctx.signal.aborted ? ctx.signal.reason : error;
   });
-  await encoder.finish();
+  await renderer.finish();
   ctx.progress('upload', 0);
   const stored = await ctx.putOutput('lipsync.mp4', output, 'video/mp4');
   return { videoKey: stored.key, durationSec: total / fps, frameCount: total };

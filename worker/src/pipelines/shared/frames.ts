@@ -1,8 +1,10 @@
 /**
  * Pixel work in plain TypeScript over typed arrays: tensor layout (rgb24 crops in), the blend mask,
- * and the feathered paste-back into yuv420p frames (crops are cut by face-track.ts's cropResize).
+ * and the patches that carry each generated face, with the mask as alpha, to ffmpeg for the paste-back
+ * (crops are cut by face-track.ts's cropResize).
  * Each runs once per frame, so none allocates per pixel and callers may pass the output to reuse.
  */
+import { patchBytes, type PatchArea } from '../../media/render';
 
 /** A square crop in source pixels. */
 export interface SquareBox {
@@ -37,10 +39,13 @@ export function facePlanes(size: number): FacePlanes {
   return { size, y: new Uint8Array(plane), u: new Uint8Array(plane), v: new Uint8Array(plane) };
 }
 
-/** A float NCHW RGB image in [-1, 1] (the VAE decoder's output) to YUV planes. */
-export function nchwToYuv(data: Float32Array, offset: number, out: FacePlanes): FacePlanes {
+/**
+ * A float NCHW RGB image in [-1, 1] (the VAE decoder's output) to YUV planes, from row `fromRow` on
+ * (rows above the blend mask are never shown: converting them is wasted).
+ */
+export function nchwToYuv(data: Float32Array, offset: number, out: FacePlanes, fromRow = 0): FacePlanes {
   const plane = out.size * out.size;
-  for (let i = 0; i < plane; i++) {
+  for (let i = Math.max(0, fromRow) * out.size; i < plane; i++) {
     const r = (data[offset + i]! + 1) * 127.5;
     const g = (data[offset + plane + i]! + 1) * 127.5;
     const b = (data[offset + 2 * plane + i]! + 1) * 127.5;
@@ -79,53 +84,117 @@ function smooth(t: number): number {
   return t * t * (3 - 2 * t);
 }
 
-/**
- * Pastes a generated face into a yuv420p frame (even width and height) at `box`, weighted by
- * `mask`: face and mask are resampled bilinearly to the box, luma at full and chroma at half
- * resolution. Working in the frame's own format spares a full-frame colour conversion on each side
- * of ffmpeg, and halves the bytes piped, for the price of converting one 256x256 crop.
- */
-export function pasteFace(frame: Uint8Array, width: number, height: number, face: FacePlanes, mask: Uint8Array, box: SquareBox): void {
-  const luma = width * height;
-  const cw = width >> 1;
-  const ch = height >> 1;
-  pastePlanes(width, height, 1, face.size, mask, box, [[frame.subarray(0, luma), face.y]]);
-  pastePlanes(cw, ch, 2, face.size, mask, box, [[frame.subarray(luma, luma + cw * ch), face.u], [frame.subarray(luma + cw * ch, luma + 2 * cw * ch), face.v]]);
+/** A rectangle in frame pixels (a face box, or where the patches go). */
+export type Rect = PatchArea;
+
+/** A yuva420p patch (media/render.ts lays it over each frame at `area`), its planes as views into `data`. */
+export interface Patch {
+  area: Rect;
+  data: Buffer;
+  y: Uint8Array;
+  u: Uint8Array;
+  v: Uint8Array;
+  a: Uint8Array;
 }
 
-/** Blends `pairs` of (frame plane, crop plane) over the box; a plane pixel covers `sub` x `sub` frame pixels. */
-function pastePlanes(width: number, height: number, sub: number, size: number, mask: Uint8Array, box: SquareBox, pairs: [Uint8Array, Uint8Array][]): void {
-  const scale = size / box.size;
-  const x0 = Math.max(0, Math.floor(box.x / sub));
-  const y0 = Math.max(0, Math.floor(box.y / sub));
-  const x1 = Math.min(width, Math.ceil((box.x + box.size) / sub));
-  const y1 = Math.min(height, Math.ceil((box.y + box.size) / sub));
+/** The planes of a patch over `area` (even position and size), in `data` or a new buffer. */
+export function patchPlanes(area: Rect, data: Buffer = Buffer.alloc(patchBytes(area))): Patch {
+  const luma = area.width * area.height;
+  const chroma = (area.width >> 1) * (area.height >> 1);
+  return {
+    area, data,
+    y: data.subarray(0, luma), u: data.subarray(luma, luma + chroma), v: data.subarray(luma + chroma, luma + 2 * chroma), a: data.subarray(luma + 2 * chroma, 2 * luma + 2 * chroma),
+  };
+}
+
+/** The first row of a crop-space mask with anything in it (the mask's size when it is empty). */
+export function firstMaskedRow(mask: Uint8Array, size: number): number {
+  const at = mask.findIndex((value) => value > 0);
+  return at < 0 ? size : Math.floor(at / size);
+}
+
+/**
+ * Where the patches go: the smallest rectangle (even position and size, inside the frame) that holds
+ * the masked part of every frame's box, mask rows mapped to the box's height. For a talking head it
+ * is a little more than the lower half of one box: that is all that crosses the pipe per frame.
+ */
+export function patchArea(boxes: Rect[], maskTops: number[], cropSize: number, width: number, height: number): Rect {
+  let [x0, y0, x1, y1] = [width, height, 0, 0];
+  boxes.forEach((box, i) => {
+    const top = box.y + Math.floor(((maskTops[i] ?? 0) / cropSize) * box.height);
+    if (top >= box.y + box.height) return;
+    [x0, y0, x1, y1] = [Math.min(x0, box.x), Math.min(y0, top), Math.max(x1, box.x + box.width), Math.max(y1, box.y + box.height)];
+  });
+  if (x1 <= x0 || y1 <= y0) return { x: 0, y: 0, width: 2, height: 2 }; // nothing masked: a transparent corner
+  const [ex0, ey0] = [Math.max(0, x0 & ~1), Math.max(0, y0 & ~1)];
+  const [ex1, ey1] = [Math.min(width & ~1, (Math.ceil(x1) + 1) & ~1), Math.min(height & ~1, (Math.ceil(y1) + 1) & ~1)];
+  return { x: ex0, y: ey0, width: Math.max(2, ex1 - ex0), height: Math.max(2, ey1 - ey0) };
+}
+
+/**
+ * Draws a generated face into `patch` at `box` (frame pixels): colour from `face`, alpha from
+ * `mask`, both resampled bilinearly from crop space to the box; everything else in the patch is
+ * transparent. Luma and alpha at full resolution, chroma at half, as yuv420p holds them. The
+ * blending itself is ffmpeg's (overlay), done where the frame already is.
+ */
+export function drawFace(patch: Patch, face: FacePlanes, mask: Uint8Array, box: Rect): void {
+  drawAlpha(patch, mask, box, face.size);
+  drawColour(patch, face, box);
+}
+
+/** The alpha half of drawFace: a frame's alpha depends only on its mask and box, so callers may keep it. */
+export function drawAlpha(patch: Patch, mask: Uint8Array, box: Rect, cropSize: number): void {
+  patch.a.fill(0);
+  samplePlanes(patch.area, 1, cropSize, box, patch.a, mask);
+}
+
+/** The colour half of drawFace. Where the alpha is 0 the colour is not shown, whatever it is. */
+export function drawColour(patch: Patch, face: FacePlanes, box: Rect): void {
+  samplePlanes(patch.area, 1, face.size, box, patch.y, face.y);
+  samplePlanes(patch.area, 2, face.size, box, patch.u, face.u, patch.v, face.v);
+}
+
+/**
+ * Fills a patch plane (and optionally a second one of the same layout, sampled at the same points)
+ * where the box covers the patch, the crop plane sampled bilinearly at the patch pixel's centre; a
+ * plane pixel covers `sub` x `sub` frame pixels. Weights are in 1/256 steps, so the inner loop is
+ * integer arithmetic (it runs ~100,000 times a frame).
+ */
+function samplePlanes(area: Rect, sub: number, size: number, box: Rect, dst: Uint8Array, src: Uint8Array, dst2?: Uint8Array, src2?: Uint8Array): void {
+  const stride = area.width / sub;
+  const [ox, oy] = [area.x / sub, area.y / sub];
+  const [scaleX, scaleY] = [size / box.width, size / box.height];
+  const x0 = Math.max(ox, Math.floor(box.x / sub));
+  const y0 = Math.max(oy, Math.floor(box.y / sub));
+  const x1 = Math.min(ox + stride, Math.ceil((box.x + box.width) / sub));
+  const y1 = Math.min(oy + area.height / sub, Math.ceil((box.y + box.height) / sub));
   if (x1 <= x0 || y1 <= y0) return;
-  // The crop column and weight of each frame column, once per call rather than once per pixel.
-  const cols = new Int32Array(x1 - x0);
-  const tx = new Float32Array(x1 - x0);
-  for (let x = x0; x < x1; x++) {
-    const fx = cropCoord((x + 0.5) * sub, box.x, scale, size);
-    cols[x - x0] = Math.floor(fx);
-    tx[x - x0] = fx - Math.floor(fx);
+  // The crop columns and weight of each plane column, once per call rather than once per pixel.
+  const n = x1 - x0;
+  const left = new Int32Array(n);
+  const right = new Int32Array(n);
+  const wx = new Int32Array(n);
+  for (let k = 0; k < n; k++) {
+    const fx = cropCoord((x0 + k + 0.5) * sub, box.x, scaleX, size);
+    left[k] = Math.floor(fx);
+    right[k] = Math.min(size - 1, left[k]! + 1);
+    wx[k] = Math.round((fx - left[k]!) * 256);
   }
   for (let y = y0; y < y1; y++) {
-    const fy = cropCoord((y + 0.5) * sub, box.y, scale, size);
+    const fy = cropCoord((y + 0.5) * sub, box.y, scaleY, size);
     const r0 = Math.floor(fy);
     const row0 = r0 * size;
     const row1 = Math.min(size - 1, r0 + 1) * size;
-    const ty = fy - r0;
-    for (let x = x0; x < x1; x++) {
-      const c0 = cols[x - x0]!;
-      const c1 = Math.min(size - 1, c0 + 1);
-      const wx = tx[x - x0]!;
-      const m = lerp2(mask[row0 + c0]!, mask[row0 + c1]!, mask[row1 + c0]!, mask[row1 + c1]!, wx, ty) / 255;
-      if (m <= 0) continue;
-      const o = y * width + x;
-      for (const [dst, src] of pairs) {
-        const v = lerp2(src[row0 + c0]!, src[row0 + c1]!, src[row1 + c0]!, src[row1 + c1]!, wx, ty);
-        dst[o] = dst[o]! + (v - dst[o]!) * m + 0.5;
-      }
+    const wy = Math.round((fy - r0) * 256);
+    const out = (y - oy) * stride + (x0 - ox);
+    for (let k = 0; k < n; k++) {
+      const a = row0 + left[k]!;
+      const b = row0 + right[k]!;
+      const c = row1 + left[k]!;
+      const d = row1 + right[k]!;
+      const w = wx[k]!;
+      dst[out + k] = ((src[a]! * (256 - w) + src[b]! * w) * (256 - wy) + (src[c]! * (256 - w) + src[d]! * w) * wy + 32768) >> 16;
+      if (dst2 && src2) dst2[out + k] = ((src2[a]! * (256 - w) + src2[b]! * w) * (256 - wy) + (src2[c]! * (256 - w) + src2[d]! * w) * wy + 32768) >> 16;
     }
   }
 }
@@ -133,9 +202,4 @@ function pastePlanes(width: number, height: number, sub: number, size: number, m
 /** A frame coordinate (pixel centre) in crop pixels, clamped to the crop. */
 function cropCoord(at: number, origin: number, scale: number, size: number): number {
   return Math.min(size - 1, Math.max(0, (at - origin) * scale - 0.5));
-}
-
-function lerp2(a: number, b: number, c: number, d: number, tx: number, ty: number): number {
-  const top = a + (b - a) * tx;
-  return top + (c + (d - c) * tx - top) * ty;
 }
