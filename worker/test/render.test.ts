@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import path from 'node:path';
 import { before, describe, test } from 'node:test';
 import { decodeFrames, ffmpegStarts, frameBytes, startEncoder } from '../src/media/ffmpeg';
-import { patchBytes, startRender, type PatchArea } from '../src/media/render';
+import { patchBytes, renderCommand, startRender, type PatchArea } from '../src/media/render';
 import { makeClip } from './helpers/media-fixtures';
 import { tempDir } from './helpers/temp-dir';
 
@@ -74,5 +74,21 @@ describe('render: the avatar loop, a patch per frame laid over it, encoded in on
   test('a loop over the cache budget is read again on each pass, with the same result', async () => {
     const { spots } = await render(0);
     check(spots);
+  });
+
+  test('what decides between the two: the loop\'s decoded size against the budget (64 MB)', () => {
+    const at720 = { width: 1280, height: 720, fps: 25, total: 15_000, area: AREA, audio: 'a.wav', output: '/tmp/out.mp4' };
+    // A still: one frame, held once and replayed; the video is opened once.
+    const still = renderCommand({ ...at720, loopVideo: 'still.mp4', loopFrames: 1 });
+    assert.equal(still.loopList, undefined);
+    assert.match(still.args.join(' '), /^-i still\.mp4 .*\[0:v\]loop=loop=-1:size=1:start=0,/);
+    // 46 frames of 720p yuv420p (1.38 MB each) fit in 64 MB; 47 do not, and are listed once per pass.
+    assert.equal(renderCommand({ ...at720, loopVideo: 'short.mp4', loopFrames: 46 }).loopList, undefined);
+    const long = renderCommand({ ...at720, loopVideo: '/avatars/it\'s/frames.mp4', loopFrames: 98 });
+    assert.doesNotMatch(long.args.join(' '), /loop=loop/);
+    assert.deepEqual(long.args.slice(0, 5), ['-f', 'concat', '-safe', '0', '-i']);
+    const entries = long.loopList!.text.split('\n').filter((line) => line.startsWith('file '));
+    assert.equal(entries.length, Math.ceil(15_000 / 98));
+    assert.equal(entries[0], "file '/avatars/it'\\''s/frames.mp4'", 'a quote in the path is escaped as the concat demuxer reads it');
   });
 });

@@ -23,7 +23,14 @@ export interface PatchArea {
  * memory (a still-image avatar decodes one frame); a longer one is read again on each pass.
  * Write exactly `total` patches, in frame order, then finish().
  */
-export function startRender(options: EncodeSettings & {
+export function startRender(options: RenderOptions): VideoEncoder {
+  const command = renderCommand(options);
+  if (command.loopList) writeFileSync(command.loopList.file, command.loopList.text);
+  const ffmpegRun = runFfmpeg(command.args, { purpose: 'render', failure: ENCODER_FAILED, stdin: true, signal: options.signal });
+  return frameSink(ffmpegRun, patchBytes(options.area));
+}
+
+export interface RenderOptions extends EncodeSettings {
   loopVideo: string;
   /** Frames in the looping video, and their size. */
   loopFrames: number;
@@ -36,7 +43,10 @@ export function startRender(options: EncodeSettings & {
   output: string;
   cacheBytes?: number;
   signal?: AbortSignal;
-}): VideoEncoder {
+}
+
+/** The render's ffmpeg arguments, and the concat list a loop read more than once needs. */
+export function renderCommand(options: RenderOptions): { args: string[]; loopList?: { file: string; text: string } } {
   const { area, fps } = options;
   const cached = options.loopFrames * frameBytes(options.width, options.height, 'yuv420p') <= (options.cacheBytes ?? LOOP_CACHE_BYTES);
   // Both streams are numbered by frame (pts = N): patch n meets frame n whatever timestamps the
@@ -47,26 +57,21 @@ export function startRender(options: EncodeSettings & {
     `[1:v]setpts=N/(${fps}*TB)[fg]`,
     `[bg][fg]overlay=x=${area.x}:y=${area.y}:eof_action=endall:shortest=1,format=yuv420p${options.outputHeight ? `,scale=-2:${options.outputHeight}` : ''}[out]`,
   ].join(';');
-  const ffmpegRun = runFfmpeg([
-    ...(cached ? ['-i', options.loopVideo] : ['-f', 'concat', '-safe', '0', '-i', loopList(options.loopVideo, Math.ceil(options.total / options.loopFrames), options.output)]),
+  // A longer loop is read again on each pass: the concat demuxer, given the video as many times as
+  // needed. (`-stream_loop` did the same, but beside the piped patches it now and then took half as
+  // much CPU again as the whole render did otherwise, for no reason found.)
+  const loopList = cached ? undefined : {
+    file: `${options.output}.loop.txt`,
+    text: `ffconcat version 1.0\n${`file '${path.resolve(options.loopVideo).replace(/'/g, "'\\''")}'\n`.repeat(Math.ceil(options.total / options.loopFrames))}`,
+  };
+  const args = [
+    ...(loopList ? ['-f', 'concat', '-safe', '0', '-i', loopList.file] : ['-i', options.loopVideo]),
     '-f', 'rawvideo', '-pix_fmt', 'yuva420p', '-s', `${area.width}x${area.height}`, '-r', String(fps), '-i', 'pipe:0',
     '-i', options.audio,
     '-filter_complex', graph, '-map', '[out]', '-map', '2:a:0', '-frames:v', String(options.total),
     ...h264Output(options, options.output, true),
-  ], { purpose: 'render', failure: ENCODER_FAILED, stdin: true, signal: options.signal });
-  return frameSink(ffmpegRun, patchBytes(area));
-}
-
-/**
- * A longer loop is read again on each pass: the concat demuxer, given the video as many times as
- * needed. (`-stream_loop` did the same, but beside the piped patches it now and then
- * took half as much CPU again as the whole render did otherwise, for no reason found.)
- */
-function loopList(video: string, passes: number, output: string): string {
-  const list = `${output}.loop.txt`;
-  const entry = `file '${path.resolve(video).replace(/'/g, "'\\''")}'\n`;
-  writeFileSync(list, `ffconcat version 1.0\n${entry.repeat(passes)}`);
-  return list;
+  ];
+  return { args, loopList };
 }
 
 /** Bytes of one yuva420p patch: luma and alpha at full resolution, chroma at half. */
