@@ -26,10 +26,13 @@ function testFiles(dir) {
 }
 
 const filter = process.argv.slice(2);
+// Checks of the repository itself (docs against code): plain ES modules in scripts/, run as they are.
+const scriptTests = readdirSync(path.join(root, 'scripts')).filter((n) => n.endsWith('.test.mjs')).map((n) => path.join(root, 'scripts', n));
 const files = packages
   .flatMap((p) => testFiles(path.join(root, p, 'dist', 'test')))
   // Only tests whose source still exists: tsc -b leaves the output of deleted files behind.
   .filter((f) => existsSync(f.replace(`${path.sep}dist${path.sep}`, path.sep).replace(/\.js$/, '.ts')))
+  .concat(scriptTests)
   .filter((f) => filter.length === 0 || filter.some((pattern) => f.includes(pattern)))
   .map((f) => path.relative(root, f));
 

@@ -1,6 +1,7 @@
 export * from './errors';
 export * from './routes';
 export * from './validation';
+export * from './env-var';
 export * from './random';
 export * from './server-errors';
 export * from './jobs/common';

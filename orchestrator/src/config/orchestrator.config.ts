@@ -1,54 +1,79 @@
 import { Transform } from 'class-transformer';
 import { IsIn, IsInt, IsOptional, IsString, Matches, Max, Min, MinLength } from 'class-validator';
-import { validateDto } from '@avatar-fleet/contracts';
+import { EnvVar, validateDto } from '@avatar-fleet/contracts';
 
 const toInt = ({ value }: { value: unknown }) => (value === undefined || value === '' ? undefined : Number(value));
 
 /**
  * Every environment variable the orchestrator reads, validated once at start.
  * A bad value stops start-up with one message that names every bad variable (never its value).
+ * `@EnvVar` holds each variable's entry in docs/configuration.md (`npm run docs:config`).
  */
 export class OrchestratorConfig {
-  /** PostgreSQL URL. Unset: an embedded PostgreSQL is started in EMBEDDED_PG_DIR. */
+  @EnvVar({
+    description: 'PostgreSQL URL, `postgres://user:password@host:5432/db` (or `postgresql://`). **Required in production.** ' +
+      'Unset: an embedded PostgreSQL starts in `EMBEDDED_PG_DIR`, for local runs only (in the image that fails, ' +
+      'because `/app` is read-only to the `node` user).',
+    secret: true,
+  })
   @IsOptional() @Matches(/^postgres(ql)?:\/\/\S+$/, { message: 'DATABASE_URL must look like postgres://user:password@host:5432/db' })
   DATABASE_URL?: string;
 
-  /** Data folder of the embedded PostgreSQL (kept between runs). */
+  @EnvVar({ description: 'Data folder of the embedded PostgreSQL, kept between runs. Not used when `DATABASE_URL` is set.' })
   @IsString() EMBEDDED_PG_DIR: string = '.data/postgres';
+  @EnvVar({ description: 'Port of the embedded PostgreSQL, which listens on `127.0.0.1` only. Not used when `DATABASE_URL` is set.' })
   @Transform(toInt) @IsInt() @Min(1) @Max(65535) EMBEDDED_PG_PORT: number = 54329;
 
+  @EnvVar({ description: 'Listen address. A container must listen on `0.0.0.0` (the image sets it).' })
   @IsString() HOST: string = '127.0.0.1';
-  /** 0 picks a free port; the chosen URL is printed at start. */
+  @EnvVar({ description: 'Listen port. `0` picks a free port; the start-up output shows the URL.' })
   @Transform(toInt) @IsInt() @Min(0) @Max(65535) PORT: number = 8080;
 
-  /** Product API keys, `name:key` pairs separated by commas. The name owns the jobs the key creates. */
+  @EnvVar({
+    description: 'Product API keys as `name:key` pairs separated by commas, e.g. `shop:0123456789abcdef0123`. Names use ' +
+      'letters, digits, `_`, `.` and `-`; each key has at least 16 characters and no spaces, commas or colons. The ' +
+      'name owns the jobs its key creates, and a key sees only its own jobs. Sent as `Authorization: Bearer <key>` or `X-Api-Key`.',
+    secret: true,
+  })
   @IsString() @Matches(/^\s*[A-Za-z0-9_.-]+:[^\s,:]{16,}\s*(,\s*[A-Za-z0-9_.-]+:[^\s,:]{16,}\s*)*$/, {
     message: 'API_KEYS must be name:key pairs separated by commas, each key at least 16 characters without spaces',
   })
   API_KEYS!: string;
 
-  /** Bearer key of the worker API; at least 16 characters. */
+  @EnvVar({
+    description: 'Bearer key of the worker API (`/internal/...`): at least 16 characters, no whitespace. Every worker uses the same value.',
+    secret: true,
+  })
   @IsString() @MinLength(16, { message: 'INTERNAL_API_KEY must be at least 16 characters' })
   @Matches(/^\S+$/, { message: 'INTERNAL_API_KEY must not contain whitespace (check for a stray newline)' })
   INTERNAL_API_KEY!: string;
 
+  @EnvVar({ description: 'Heartbeat interval in seconds, handed to workers when they register.' })
   @Transform(toInt) @IsInt() @Min(1) @Max(300) HEARTBEAT_INTERVAL_SEC: number = 10;
-  /**
-   * Lease time-to-live; a lease not renewed by a heartbeat or progress report for this long expires.
-   * 2.5 heartbeat intervals: one lost heartbeat is forgiven, and a dead worker's job is requeued
-   * within 30 s of its death even when it died just after a heartbeat.
-   */
+  @EnvVar({
+    description: 'Lease time-to-live in seconds: a lease that no heartbeat or progress report renews for this long expires, ' +
+      'and its job goes back to the queue. The default is 2.5 heartbeat intervals, so one lost heartbeat is forgiven, and ' +
+      'a dead worker\'s job is requeued within 30 s of its death even when it died just after a heartbeat.',
+  })
   @Transform(toInt) @IsInt() @Min(1) @Max(3600) LEASE_TTL_SEC: number = 25;
-  /** A worker silent for this many heartbeat intervals is marked offline. */
+  @EnvVar({ description: 'A worker that sends no heartbeat for this many intervals is marked offline.' })
   @Transform(toInt) @IsInt() @Min(2) @Max(100) OFFLINE_AFTER_INTERVALS: number = 3;
-  /** A job whose leases were lost this many times fails (a job that kills its workers). */
+  @EnvVar({
+    description: 'A job whose lease expires this many times fails with `too_many_lease_losses`: such a job may be killing its workers.',
+  })
   @Transform(toInt) @IsInt() @Min(1) @Max(100) MAX_LEASE_LOSSES: number = 5;
+  @EnvVar({ description: 'How often the reaper sweeps expired leases, timed-out attempts and silent workers, in ms.' })
   @Transform(toInt) @IsInt() @Min(50) @Max(60_000) REAPER_INTERVAL_MS: number = 1000;
-  /** Backstop poll of parked claims, in case a NOTIFY was missed. */
+  @EnvVar({ description: 'Backstop poll of parked long-poll claims, in ms, in case a NOTIFY was missed. The orchestrator adds ±25 % jitter.' })
   @Transform(toInt) @IsInt() @Min(100) @Max(60_000) CLAIM_POLL_MS: number = 5000;
+  @EnvVar({
+    description: 'PostgreSQL pool size per replica. Each replica also holds one connection for `LISTEN` and a second pool ' +
+      'of up to half this size for claims, lease renewals and progress.',
+  })
   @Transform(toInt) @IsInt() @Min(2) @Max(500) DB_POOL_SIZE: number = 16;
+  @EnvVar({ description: 'Log level.' })
   @IsIn(['error', 'warn', 'log', 'debug', 'verbose']) LOG_LEVEL: 'error' | 'warn' | 'log' | 'debug' | 'verbose' = 'log';
-  /** Refuse request bodies larger than this many bytes. */
+  @EnvVar({ description: 'Largest accepted request body, in bytes. Larger bodies get `413 payload_too_large`.' })
   @Transform(toInt) @IsInt() @Min(1024) @Max(64 * 1024 * 1024) BODY_LIMIT_BYTES: number = 1024 * 1024;
 
   /** Parsed API_KEYS: key -> owner name. */

@@ -4,7 +4,7 @@ import { stat } from 'node:fs/promises';
 import path from 'node:path';
 import { pipeline, type Readable } from 'node:stream';
 import { errorText, HashingStream, hashFile, isNetworkError, redact, writeVerified } from './checksum';
-import { StorageError, type B2Settings, type ObjectInfo, type ObjectStorage, type StoredObject, type TransferOptions } from './storage';
+import { B2_DEFAULT_LARGE_FILE_MB, B2_DEFAULT_PART_SIZE_MB, StorageError, type B2Settings, type ObjectInfo, type ObjectStorage, type StoredObject, type TransferOptions } from './storage';
 
 const MiB = 1024 * 1024;
 const B2_MAX_PARTS = 10_000;
@@ -51,12 +51,12 @@ export class B2Storage implements ObjectStorage {
 
   async putFile(key: string, file: string, options: TransferOptions = {}): Promise<StoredObject> {
     const what = `putFile "${key}" to bucket "${this.settings.bucket}"`;
-    const threshold = this.settings.largeFileThresholdBytes ?? 100 * MiB;
+    const threshold = this.settings.largeFileThresholdBytes ?? B2_DEFAULT_LARGE_FILE_MB * MiB;
     const size = await fileSize(file).catch((err: unknown) => {
       throw new StorageError(`b2 ${what}: cannot read ${file}: ${errorText(err)}`);
     });
     const bucketId = await this.bucket();
-    const partSize = Math.max(this.settings.partSizeBytes ?? 100 * MiB, this.minPartSize, Math.ceil(size / B2_MAX_PARTS));
+    const partSize = Math.max(this.settings.partSizeBytes ?? B2_DEFAULT_PART_SIZE_MB * MiB, this.minPartSize, Math.ceil(size / B2_MAX_PARTS));
     // B2 wants at least two parts in a large file; anything smaller goes up in one request.
     const stored = size >= threshold && size > partSize
       ? await this.putLarge(key, file, bucketId, partSize, what, options)

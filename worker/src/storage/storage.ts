@@ -5,6 +5,11 @@
 
 export type StorageDriverName = 'b2' | 's3' | 'local';
 
+/** Uploads at or above this many MiB go through B2's large-file API unless the settings say otherwise. */
+export const B2_DEFAULT_LARGE_FILE_MB = 100;
+/** Part size of B2 large files in MiB unless the settings say otherwise (B2 may need larger parts). */
+export const B2_DEFAULT_PART_SIZE_MB = 100;
+
 export interface B2Settings {
   keyId: string;
   appKey: string;
