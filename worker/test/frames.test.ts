@@ -32,7 +32,7 @@ describe('frame pixels', () => {
     assert.equal(masked[2 * 256 + 255], 0);
   });
 
-  test('NCHW to YUV matches ffmpeg\'s own rgb24 -> yuv420p conversion (luma within a level, chroma within two)', () => {
+  test('NCHW to YUV matches ffmpeg\'s own rgb24 -> yuv420p conversion, chroma at half resolution too (luma within a level, chroma within two)', () => {
     const size = 16;
     // Steep but smooth ramps: swscale subsamples chroma with a filter, not a box, so noise would differ.
     const rgb = gradient(size, size).map((v, i) => (v * [15, 13, 7][i % 3]!) % 256);
@@ -48,11 +48,7 @@ describe('frame pixels', () => {
     for (let i = 0; i < size * size; i++) assert.ok(Math.abs(yuv.y[i]! - ref[i]!) <= 1, `Y at ${i}: ${yuv.y[i]} vs ${ref[i]}`);
     const half = size / 2;
     for (const [plane, start] of [[yuv.u, size * size], [yuv.v, size * size + half * half]] as const) {
-      for (let cy = 0; cy < half; cy++) for (let cx = 0; cx < half; cx++) {
-        const at = (x: number, y: number) => plane[y * size + x]!;
-        const mean = (at(2 * cx, 2 * cy) + at(2 * cx + 1, 2 * cy) + at(2 * cx, 2 * cy + 1) + at(2 * cx + 1, 2 * cy + 1)) / 4;
-        assert.ok(Math.abs(mean - ref[start + cy * half + cx]!) <= 2, `chroma at ${cx},${cy}`);
-      }
+      for (let i = 0; i < half * half; i++) assert.ok(Math.abs(plane[i]! - ref[start + i]!) <= 2, `chroma at ${i % half},${Math.floor(i / half)}: ${plane[i]} vs ${ref[start + i]}`);
     }
   });
 

@@ -87,9 +87,14 @@ export async function lipsync(input: LipsyncInput, models: PrepareModels, ctx: J
     // the previous one's results are handed on, so the GPU does not wait on this loop.
     async () => {
       let inFlight: Promise<void> | undefined;
+      // Inputs of the two batches that may be in flight, used in turn rather than made per batch:
+      // a batch's inputs are free again once it is handed on, before the batch after next is launched.
+      const inputs = [0, 1].map(() => ({ latents: new Float32Array(batchSize * LATENT_SIZE), prompts: new Float32Array(batchSize * PROMPT) }));
+      let launched = 0;
       const launch = (first: number, count: number) => {
-        const latents = new Float32Array(count * LATENT_SIZE);
-        const prompts = new Float32Array(count * PROMPT);
+        const set = inputs[launched++ % 2]!;
+        const latents = set.latents.subarray(0, count * LATENT_SIZE);
+        const prompts = set.prompts.subarray(0, count * PROMPT);
         for (let k = 0; k < count; k++) {
           const src = sourceFrame(first + k, manifest.frameCount);
           latents.set(bundle.latents.subarray(src * LATENT_SIZE, (src + 1) * LATENT_SIZE), k * LATENT_SIZE);

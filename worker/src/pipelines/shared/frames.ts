@@ -25,7 +25,8 @@ export function toNchw(rgb: Uint8Array, size: number, out: Float32Array, offset 
 
 /**
  * A face crop in BT.601 limited-range YUV, the colour space of ffmpeg's yuv420p frames (swscale's
- * default for rgb24), each plane at full crop resolution: chroma is subsampled only when pasted.
+ * default for rgb24): luma at the crop's size, chroma at half of it (each chroma pixel from the mean
+ * of 2x2 RGB pixels), as yuv420p holds them.
  */
 export interface FacePlanes {
   size: number;
@@ -35,8 +36,8 @@ export interface FacePlanes {
 }
 
 export function facePlanes(size: number): FacePlanes {
-  const plane = size * size;
-  return { size, y: new Uint8Array(plane), u: new Uint8Array(plane), v: new Uint8Array(plane) };
+  const half = (size >> 1) * (size >> 1);
+  return { size, y: new Uint8Array(size * size), u: new Uint8Array(half), v: new Uint8Array(half) };
 }
 
 /**
@@ -44,15 +45,26 @@ export function facePlanes(size: number): FacePlanes {
  * (rows above the blend mask are never shown: converting them is wasted).
  */
 export function nchwToYuv(data: Float32Array, offset: number, out: FacePlanes, fromRow = 0): FacePlanes {
-  const plane = out.size * out.size;
-  for (let i = Math.max(0, fromRow) * out.size; i < plane; i++) {
-    const r = (data[offset + i]! + 1) * 127.5;
-    const g = (data[offset + plane + i]! + 1) * 127.5;
-    const b = (data[offset + 2 * plane + i]! + 1) * 127.5;
-    // Uint8Array stores wrap around rather than clamp, and the decoder may overshoot [-1, 1].
-    out.y[i] = clamp(16.5 + 0.256788 * r + 0.504129 * g + 0.097906 * b);
-    out.u[i] = clamp(128.5 - 0.148223 * r - 0.290993 * g + 0.439216 * b);
-    out.v[i] = clamp(128.5 + 0.439216 * r - 0.367788 * g - 0.071427 * b);
+  const { size } = out;
+  const plane = size * size;
+  const [r0, g0, b0] = [offset, offset + plane, offset + 2 * plane];
+  // RGB in [0, 255] is (x + 1) * 127.5: the offsets below fold that in.
+  for (let i = Math.max(0, fromRow) * size; i < plane; i++) {
+    out.y[i] = clamp(16.5 + 127.5 * (0.256788 * (data[r0 + i]! + 1) + 0.504129 * (data[g0 + i]! + 1) + 0.097906 * (data[b0 + i]! + 1)));
+  }
+  const half = size >> 1;
+  for (let cy = Math.max(0, fromRow) >> 1; cy < half; cy++) {
+    for (let cx = 0; cx < half; cx++) {
+      const i = 2 * cy * size + 2 * cx;
+      const j = i + size;
+      // The mean of the 2x2 block, in [0, 255].
+      const r = (data[r0 + i]! + data[r0 + i + 1]! + data[r0 + j]! + data[r0 + j + 1]! + 4) * 31.875;
+      const g = (data[g0 + i]! + data[g0 + i + 1]! + data[g0 + j]! + data[g0 + j + 1]! + 4) * 31.875;
+      const b = (data[b0 + i]! + data[b0 + i + 1]! + data[b0 + j]! + data[b0 + j + 1]! + 4) * 31.875;
+      // Uint8Array stores wrap around rather than clamp, and the decoder may overshoot [-1, 1].
+      out.u[cy * half + cx] = clamp(128.5 - 0.148223 * r - 0.290993 * g + 0.439216 * b);
+      out.v[cy * half + cx] = clamp(128.5 + 0.439216 * r - 0.367788 * g - 0.071427 * b);
+    }
   }
   return out;
 }
@@ -151,7 +163,7 @@ export function drawAlpha(patch: Patch, mask: Uint8Array, box: Rect, cropSize: n
 /** The colour half of drawFace. Where the alpha is 0 the colour is not shown, whatever it is. */
 export function drawColour(patch: Patch, face: FacePlanes, box: Rect): void {
   samplePlanes(patch.area, 1, face.size, box, patch.y, face.y);
-  samplePlanes(patch.area, 2, face.size, box, patch.u, face.u, patch.v, face.v);
+  samplePlanes(patch.area, 2, face.size >> 1, box, patch.u, face.u, patch.v, face.v);
 }
 
 /**
