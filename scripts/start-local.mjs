@@ -2,6 +2,12 @@
 // DATABASE_URL is set) with local keys, then one local worker (dev model set, local storage), and,
 // when the queue is empty, runs a demo through the public API: avatar.prepare of samples/face.jpg
 // and a lipsync of samples/speech.m4a. It prints where the finished mp4 is and keeps serving.
+//
+// Stopping (Ctrl-C, SIGTERM): this script alone sequences it. The children run in process groups
+// of their own, so the terminal's SIGINT reaches only this script, which stops the worker first (it
+// finishes or releases its job and deregisters), then the orchestrator (which stops PostgreSQL
+// last). Each child has an IPC channel to this script; when the script dies however it dies, the
+// channel closes and the children stop themselves, so none is left behind.
 import { spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { copyFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
@@ -9,7 +15,8 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
-const dataDir = path.join(root, '.data');
+// LOCAL_DATA_DIR: another home for keys, storage, models and the database (tests use a scratch one).
+const dataDir = path.resolve(process.env.LOCAL_DATA_DIR || path.join(root, '.data'));
 const keysFile = path.join(dataDir, 'local-keys.json');
 
 /** Keys for local runs, made once and kept in .data/ so restarts and scripts keep working. */
@@ -24,7 +31,11 @@ function localKeys() {
 const keys = localKeys();
 const storageDir = path.join(dataDir, 'storage');
 const modelDir = process.env.MODEL_DIR ?? path.join(dataDir, 'models');
-const children = [];
+/** The processes this script started: `orchestrator`, then `worker`. */
+const children = {};
+let stopping = false;
+/** Cancels the demo's requests when stopping, so it does not wait out a long-poll. */
+const demoAbort = new AbortController();
 
 /** Prefixes a child's lines, so the orchestrator's and the worker's logs stay apart. */
 function relay(stream, prefix, onLine) {
@@ -52,7 +63,8 @@ function startWorker(url) {
   for (const file of ['face.jpg', 'speech.m4a']) copyFileSync(path.join(root, 'samples', file), path.join(storageDir, 'samples', file));
   const worker = spawn(process.execPath, [path.join(root, 'worker/dist/src/main.js')], {
     cwd: root,
-    stdio: ['ignore', 'pipe', 'pipe'],
+    detached: true,
+    stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
     env: {
       ...process.env,
       WORKER_MODE: 'buffer', ORCHESTRATOR_BASE_URL: url, INTERNAL_API_KEY: env.INTERNAL_API_KEY,
@@ -63,17 +75,23 @@ function startWorker(url) {
       WORKER_PORT: process.env.WORKER_PORT ?? '0',
     },
   });
-  children.push(worker);
+  children.worker = worker;
+  process.stdout.write(`[worker] started, pid ${worker.pid}\n`);
   relay(worker.stderr, '[worker] ');
   relay(worker.stdout, '[worker] ', (line) => {
-    if (/ INFO  ready /.test(line)) void demo(url).catch((error) => process.stdout.write(`demo failed: ${error.message}\n`));
+    if (!/ INFO  ready /.test(line)) return;
+    void demo(url).catch((error) => {
+      // Stopping cuts the demo short; that is no failure worth a line.
+      if (!stopping) process.stdout.write(`demo failed: ${error.message}\n`);
+    });
   });
-  worker.on('exit', (code) => process.stdout.write(`[worker] exited with ${code}\n`));
+  worker.on('exit', (code, signal) => process.stdout.write(`[worker] exited with ${code ?? signal}\n`));
 }
 
 async function api(url, method, route, body) {
   const res = await fetch(`${url}${route}`, {
     method,
+    signal: demoAbort.signal,
     headers: { Authorization: `Bearer ${keys.product}`, 'Content-Type': 'application/json' },
     body: body && JSON.stringify(body),
   });
@@ -113,13 +131,19 @@ const env = {
   EMBEDDED_PG_DIR: process.env.EMBEDDED_PG_DIR ?? path.join(dataDir, 'postgres'),
 };
 // A larger young generation: the request path allocates a lot, and scavenges were ~13 % of its CPU.
-const child = spawn(process.execPath, ['--max-semi-space-size=32', path.join(root, 'orchestrator/dist/src/main.js')], { cwd: root, env, stdio: ['ignore', 'pipe', 'inherit'] });
-children.push(child);
+const orchestrator = spawn(process.execPath, ['--max-semi-space-size=32', path.join(root, 'orchestrator/dist/src/main.js')], {
+  cwd: root,
+  env,
+  detached: true,
+  stdio: ['ignore', 'pipe', 'inherit', 'ipc'],
+});
+children.orchestrator = orchestrator;
+process.stdout.write(`[orchestrator] started, pid ${orchestrator.pid}\n`);
 let announced = false;
-child.stdout.on('data', (chunk) => {
+orchestrator.stdout.on('data', (chunk) => {
   process.stdout.write(chunk);
   const match = !announced && /orchestrator listening on (http:\/\/\S+)/.exec(chunk.toString());
-  if (!match) return;
+  if (!match || stopping) return;
   announced = true;
   if (process.env.LOCAL_WORKER !== '0') startWorker(match[1]);
   const url = match[1];
@@ -141,8 +165,42 @@ child.stdout.on('data', (chunk) => {
     ].join('\n'),
   );
 });
-for (const signal of ['SIGINT', 'SIGTERM']) process.on(signal, () => children.forEach((c) => c.kill(signal)));
-child.on('exit', (code, signal) => {
-  children.forEach((c) => c.kill('SIGTERM'));
-  process.exit(code ?? (signal ? 1 : 0));
+
+const running = (child) => child !== undefined && child.exitCode === null && child.signalCode === null;
+const exited = (child) =>
+  running(child) ? new Promise((resolve) => child.once('exit', (code, signal) => resolve(code ?? (signal ? 1 : 0)))) : Promise.resolve(child?.exitCode ?? 0);
+
+/** The worker first, so it can deregister while the orchestrator still answers; then the orchestrator. */
+async function stopAll(signal) {
+  demoAbort.abort();
+  if (running(children.worker)) {
+    children.worker.kill(signal);
+    await exited(children.worker);
+  }
+  if (running(orchestrator)) orchestrator.kill(signal);
+  return exited(orchestrator);
+}
+
+for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP']) {
+  process.on(signal, () => {
+    if (stopping) {
+      // Asked again: the worker releases its running job at once instead of letting it finish.
+      if (running(children.worker)) children.worker.kill(signal);
+      return;
+    }
+    stopping = true;
+    process.stdout.write(`\n${signal}: stopping the worker, then the orchestrator (again to release running jobs at once)\n`);
+    void stopAll(signal).then((code) => process.exit(code));
+  });
+}
+orchestrator.on('exit', (code, signal) => {
+  if (stopping) return;
+  // It stopped by itself (a crash, or it could not start): the worker has nothing left to talk to.
+  stopping = true;
+  process.stdout.write(`[orchestrator] exited with ${code ?? signal}\n`);
+  void stopAll('SIGTERM').then(() => process.exit(code ?? 1));
+});
+// Should this script exit any other way (an uncaught error), its children are told to stop too.
+process.on('exit', () => {
+  for (const child of Object.values(children)) if (running(child)) child.kill('SIGTERM');
 });

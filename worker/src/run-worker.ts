@@ -35,6 +35,14 @@ export async function runWorker(env: NodeJS.ProcessEnv, pipelines: PipelineSet):
   };
   process.on('SIGTERM', onSignal);
   process.on('SIGINT', onSignal);
+  // Started with an IPC channel (scripts/start-local.mjs): it closes when the parent dies, even by
+  // SIGKILL, and then the worker stops as on SIGTERM rather than live on as an orphan.
+  const onParentGone = () => {
+    if (worker.stopRequested) return;
+    log.info('parent process gone: stopping gracefully');
+    void worker.stop('parent process gone');
+  };
+  if (process.send) process.once('disconnect', onParentGone);
 
   let server: Server | undefined;
   try {
@@ -65,5 +73,6 @@ export async function runWorker(env: NodeJS.ProcessEnv, pipelines: PipelineSet):
     server?.closeAllConnections();
     process.off('SIGTERM', onSignal);
     process.off('SIGINT', onSignal);
+    process.off('disconnect', onParentGone);
   }
 }

@@ -1,4 +1,4 @@
-import { Injectable, Logger, type OnApplicationBootstrap, type OnApplicationShutdown } from '@nestjs/common';
+import { Injectable, Logger, type BeforeApplicationShutdown, type OnApplicationBootstrap } from '@nestjs/common';
 import { SchedulerRegistry } from '@nestjs/schedule';
 import { OrchestratorConfig } from '../config/orchestrator.config';
 import { Database } from '../database/database';
@@ -11,9 +11,10 @@ import { MetricsService } from '../observability/metrics.service';
  * It runs under a transaction-scoped advisory lock, so with several replicas one does the work per tick.
  */
 @Injectable()
-export class ReaperService implements OnApplicationBootstrap, OnApplicationShutdown {
+export class ReaperService implements OnApplicationBootstrap, BeforeApplicationShutdown {
   private readonly logger = new Logger(ReaperService.name);
-  private running = false;
+  /** The tick in flight, if any: shutdown waits for it, since the pools close right after. */
+  private running: Promise<void> | null = null;
 
   constructor(
     private readonly config: OrchestratorConfig,
@@ -28,19 +29,21 @@ export class ReaperService implements OnApplicationBootstrap, OnApplicationShutd
     this.scheduler.addInterval('reaper', timer);
   }
 
-  onApplicationShutdown(): void {
+  async beforeApplicationShutdown(): Promise<void> {
     if (this.scheduler.doesExist('interval', 'reaper')) this.scheduler.deleteInterval('reaper');
+    await this.running;
   }
 
   private async tick(): Promise<void> {
     if (this.running) return;
-    this.running = true;
+    this.running = this.runOnce().then(
+      () => undefined,
+      (error: Error) => this.logger.warn(`reaper tick failed: ${error.message}`),
+    );
     try {
-      await this.runOnce();
-    } catch (error) {
-      this.logger.warn(`reaper tick failed: ${(error as Error).message}`);
+      await this.running;
     } finally {
-      this.running = false;
+      this.running = null;
     }
   }
 

@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { Injectable, type OnModuleInit } from '@nestjs/common';
+import { Injectable, type BeforeApplicationShutdown, type OnModuleInit } from '@nestjs/common';
 import {
   ErrorCode, JOB_KINDS, TERMINAL_STATES, validateDto, type CreateJobRequest, type JobView, type ListJobsQuery, type ListJobsResponse,
 } from '@avatar-fleet/contracts';
@@ -10,8 +10,10 @@ import { JobRepository, type ListPosition, type TransitionOutcome } from './job.
 import { JobWaiters } from './job-waiters';
 
 @Injectable()
-export class JobsService implements OnModuleInit {
+export class JobsService implements OnModuleInit, BeforeApplicationShutdown {
   private readonly waiters = new JobWaiters();
+  /** Set at shutdown: waiting GETs answer with the job as it is, so the HTTP server can close without waiting out their waits. */
+  private closing = false;
 
   constructor(
     private readonly db: Database,
@@ -21,6 +23,11 @@ export class JobsService implements OnModuleInit {
   onModuleInit(): void {
     this.db.listener.on(Channels.jobFinished, (ids) => ids.split(',').forEach((id) => this.waiters.wake(id)));
     this.db.listener.onReconnect(() => this.waiters.wakeAll());
+  }
+
+  beforeApplicationShutdown(): void {
+    this.closing = true;
+    this.waiters.wakeAll();
   }
 
   async create(owner: string, req: CreateJobRequest): Promise<{ job: JobView; created: boolean }> {
@@ -56,7 +63,7 @@ export class JobsService implements OnModuleInit {
   async get(owner: string, id: string, waitMs = 0, signal?: AbortSignal): Promise<JobView> {
     let job = await this.jobs.get(this.db.pool, owner, id);
     if (!job) throw ApiError.notFound(`job ${id}`);
-    if (waitMs <= 0 || isTerminal(job)) return job;
+    if (waitMs <= 0 || isTerminal(job) || this.closing) return job;
     const stop = new AbortController();
     signal?.addEventListener('abort', () => stop.abort(), { once: true });
     // Park first, then look again: a completion between the two reads still wakes us.
@@ -67,6 +74,8 @@ export class JobsService implements OnModuleInit {
       return job;
     }
     await parked;
+    // Nobody is listening for the answer any more; the request must not outlive its connection.
+    if (signal?.aborted) return job;
     return (await this.jobs.get(this.db.pool, owner, id)) ?? job;
   }
 

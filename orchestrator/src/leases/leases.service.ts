@@ -1,4 +1,4 @@
-import { Injectable, Logger, type OnModuleInit } from '@nestjs/common';
+import { Injectable, Logger, type BeforeApplicationShutdown, type OnModuleInit } from '@nestjs/common';
 import {
   ErrorCode, MAX_CLAIM_WAIT_MS, type ClaimedJob, type ProgressRequest, type ProgressResponse, type StatusRequest, type StatusResponse,
 } from '@avatar-fleet/contracts';
@@ -22,9 +22,11 @@ type CompleteAndClaimResult = { completion: CompletionResult; claim: ClaimOutcom
 
 /** Claims (long-poll), progress and status: every worker write about a job, fenced by its lease. */
 @Injectable()
-export class LeasesService implements OnModuleInit {
+export class LeasesService implements OnModuleInit, BeforeApplicationShutdown {
   private readonly logger = new Logger(LeasesService.name);
   private readonly waiters = new ClaimWaiters();
+  /** Set at shutdown: parked claims answer empty at once, so the HTTP server can close without waiting out their polls. */
+  private closing = false;
   /**
    * Capabilities by worker id, to group claimers; the claim statement re-checks them against the
    * table. Bounded: the oldest entries go first, and a forgotten worker is simply looked up again.
@@ -48,6 +50,11 @@ export class LeasesService implements OnModuleInit {
   onModuleInit(): void {
     this.db.listener.on(Channels.jobsQueued, (kind) => this.waiters.wake(kind));
     this.db.listener.onReconnect(() => this.waiters.wakeAll());
+  }
+
+  beforeApplicationShutdown(): void {
+    this.closing = true;
+    this.waiters.wakeAll();
   }
 
   /** Called on registration, so the first claim needs no lookup. */
@@ -93,6 +100,12 @@ export class LeasesService implements OnModuleInit {
         }
         const poll = this.config.CLAIM_POLL_MS * (0.75 + Math.random() * 0.5);
         await waiter.wait(Math.min(remaining, poll), signal);
+        // A claimer that hung up gets no further claim: its request outlives its connection, and
+        // at shutdown the pools may be closing once no connection is left.
+        if (signal.aborted || this.closing) {
+          this.metrics.claims.inc({ outcome: 'empty' });
+          return null;
+        }
       }
     } finally {
       waiter?.done();

@@ -45,8 +45,8 @@ async function runSlot(worker: FleetWorker, slot: number): Promise<void> {
       }
       if (!job) continue;
     }
-    const wantsNext = !worker.stopRequested && !worker.draining;
-    const { delivery } = await worker.execute(new RunningJob(job), wantsNext ? { workerId: worker.registration!.workerId, waitMs: 0 } : undefined);
+    const { delivery } = await worker.execute(new RunningJob(job), () =>
+      (worker.stopRequested || worker.draining ? undefined : { workerId: worker.registration!.workerId, waitMs: 0 }));
     if (delivery?.kind === 'accepted' && delivery.response.next) {
       next = delivery.response.next;
       // Stopped or drained while that call was in flight: hand the job back through deregister/expiry

@@ -122,8 +122,11 @@ export class FleetWorker {
     return this.registration;
   }
 
-  /** Runs a leased job and delivers its final status. Returns how delivery ended, if there was one. */
-  async execute(running: RunningJob, claimNext?: StatusRequest['claimNext']): Promise<{ outcome: JobOutcome; delivery?: DeliveryResult }> {
+  /**
+   * Runs a leased job and delivers its final status. Returns how delivery ended, if there was one.
+   * `claimNext` is asked when the status is sent, so a worker told to stop meanwhile claims nothing.
+   */
+  async execute(running: RunningJob, claimNext?: () => StatusRequest['claimNext']): Promise<{ outcome: JobOutcome; delivery?: DeliveryResult }> {
     this.running.set(running.job.id, running);
     this.stateChanged();
     try {
@@ -132,9 +135,10 @@ export class FleetWorker {
         this.log.warn('job abandoned; its result will not be reported', { job: running.job.id, attempt: running.job.attempt, reason: outcome.reason });
         return { outcome };
       }
+      const next = claimNext?.();
       const request: StatusRequest = outcome.kind === 'completed'
-        ? { ...running.fence, status: 'completed', result: outcome.result, claimNext }
-        : { ...running.fence, status: 'failed', error: outcome.error, claimNext };
+        ? { ...running.fence, status: 'completed', result: outcome.result, claimNext: next }
+        : { ...running.fence, status: 'failed', error: outcome.error, claimNext: next };
       return { outcome, delivery: await deliverFinalStatus(this.client, running, request, this.log) };
     } finally {
       this.running.delete(running.job.id);
@@ -159,8 +163,9 @@ export class FleetWorker {
     const drained = await this.waitForIdle(this.config.shutdownGraceMs);
     if (!drained) this.releaseAll('grace period over');
     await this.waitForIdle(5_000);
-    await this.deregister(reason);
+    // Heartbeats end first: one sent after the deregister would be refused (not registered) and logged.
     await this.heartbeats.stop();
+    await this.deregister(reason);
   }
 
   /** Resolves true once no job runs, false after `timeoutMs`. */
