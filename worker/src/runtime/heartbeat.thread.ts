@@ -5,6 +5,7 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import { FleetApiError, WorkerClient } from '@avatar-fleet/contracts';
 import type { FromHeartbeatThread, HeartbeatState, HeartbeatThreadData, ToHeartbeatThread } from './heartbeat';
+import { BeatCadence } from './heartbeat-cadence';
 import { createLogger, errorMessage } from './logger';
 import { TelemetrySampler } from './telemetry';
 
@@ -13,12 +14,11 @@ const port = parentPort!;
 const log = createLogger(data.logLevel, { thread: 'heartbeat' });
 const client = new WorkerClient({ baseUrl: data.baseUrl, apiKey: data.apiKey, timeoutMs: Math.max(2_000, data.intervalMs) });
 const sampler = new TelemetrySampler();
-const DRIFT_LIMIT = 0.2;
+const cadence = new BeatCadence(data.intervalMs);
 
 let state: HeartbeatState = data.state;
 let stopping = false;
 let timer: NodeJS.Timeout | undefined;
-let lastStart: number | undefined;
 let failures = 0;
 
 port.on('message', (message: ToHeartbeatThread) => {
@@ -31,15 +31,11 @@ port.on('message', (message: ToHeartbeatThread) => {
 });
 
 async function beat(): Promise<void> {
-  const started = performance.now();
-  if (lastStart !== undefined) {
-    const gap = started - lastStart;
-    if (Math.abs(gap - data.intervalMs) > data.intervalMs * DRIFT_LIMIT) {
-      log.warn('heartbeat interval drifted more than 20 %', { expectedMs: data.intervalMs, actualMs: Math.round(gap) });
-      if (!stopping) port.postMessage({ type: 'drift', expectedMs: data.intervalMs, actualMs: Math.round(gap) } satisfies FromHeartbeatThread);
-    }
+  const drift = cadence.started(performance.now());
+  if (drift) {
+    log.warn('heartbeat interval drifted more than 20 %', drift);
+    if (!stopping) port.postMessage({ type: 'drift', ...drift } satisfies FromHeartbeatThread);
   }
-  lastStart = started;
   const sent = state.leases;
   try {
     const telemetry = await sampler.sample();
@@ -56,8 +52,7 @@ async function beat(): Promise<void> {
     if (!stopping) port.postMessage({ type: 'failed', status, code, message: errorMessage(error) } satisfies FromHeartbeatThread);
   }
   if (stopping) return;
-  // A fixed cadence: the next beat is due one interval after this one started, not after it ended.
-  timer = setTimeout(() => void beat(), Math.max(0, data.intervalMs - (performance.now() - started)));
+  timer = setTimeout(() => void beat(), cadence.delay(performance.now()));
 }
 
 void beat();
