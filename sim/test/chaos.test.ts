@@ -8,7 +8,7 @@ import { chaosLine, summaryLines } from '../src/summary';
 /** worker/test/helpers/fleet-fixture.ts's FAST_FLEET: 1 s heartbeats, 5 s leases, a reaper every 200 ms. */
 const FAST = { heartbeatSec: 1, leaseTtlSec: 5, reaperMs: 200 };
 
-test('short chaos: through worker deaths, drains, two orchestrator crashes and a database crash, every job ends once and is never held twice', { timeout: 150_000 }, async () => {
+test('short chaos: through worker deaths, drains, two orchestrator crashes and a database crash, every job ends once and is never held twice', { timeout: 300_000 }, async () => {
   const lines: string[] = [];
   const result = await runScenario(chaosScenario({
     timing: FAST,
@@ -20,7 +20,7 @@ test('short chaos: through worker deaths, drains, two orchestrator crashes and a
     jobBehaviour: { minMs: 300, maxMs: 1200, failRate: 0.05, retryableShare: 0.7, progressReports: 2 },
     killsPerMinute: 20,
     drainsPerMinute: 6,
-    deadlineMs: 120_000,
+    deadlineMs: 240_000, // a hang guard: about 25 s on an idle machine
     print: (line) => lines.push(line),
   }));
   const report = result.report;

@@ -174,16 +174,4 @@ describe('BlazeFace face detector (real model, CPU)', () => {
     await assert.rejects(detector.detect(new Uint8Array(10), 4, 4), RangeError);
     await assert.rejects(detector.detect(new Uint8Array(48), 4.5, 4), RangeError);
   });
-
-  test('per-frame time at 720p', async (t) => {
-    const { rgb, width, height } = await placed(1280, 720, 280, 0);
-    for (let i = 0; i < 10; i++) await detector.detect(rgb, width, height);
-    const runs = 50;
-    const start = process.hrtime.bigint();
-    for (let i = 0; i < runs; i++) await detector.detect(rgb, width, height);
-    const ms = Number(process.hrtime.bigint() - start) / 1e6 / runs;
-    t.diagnostic(`detect 1280x720: ${ms.toFixed(2)} ms per frame`);
-    // Generous bound (CI machines vary); measured ~1.5 ms on 2 cores.
-    assert.ok(ms < 50, `${ms} ms`);
-  });
 });

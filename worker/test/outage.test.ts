@@ -27,7 +27,7 @@ describe('the orchestrator goes away mid-job', () => {
     await lane.until(id, (j) => j.state === 'running');
     const port = new URL(orch.url).port;
     await orch.stop();
-    await worker.waitFor(/final status not delivered yet; keeping the result and retrying/, 15_000);
+    await worker.waitFor(/final status not delivered yet; keeping the result and retrying/);
     orch = await startOrchestratorProcess(db.url, { ...env, PORT: port });
     const done = await lane.until(id, (j) => j.state === 'succeeded', 45_000);
     assert.equal(done.attempt, 1);

@@ -21,8 +21,8 @@ export async function registerWorker(client: WorkerClient, overrides: Partial<Re
   return (await client.register(workerRegistration(overrides))).workerId;
 }
 
-/** Polls `check` until it returns a value (not undefined) or `timeoutMs` passes. */
-export async function eventually<T>(check: () => Promise<T | undefined>, timeoutMs = 10_000, everyMs = 25): Promise<T> {
+/** Polls `check` until it returns a value (not undefined). `timeoutMs` only ends a broken run: a loaded machine may take long. */
+export async function eventually<T>(check: () => Promise<T | undefined>, timeoutMs = 60_000, everyMs = 25): Promise<T> {
   const until = Date.now() + timeoutMs;
   for (;;) {
     const value = await check();

@@ -7,7 +7,7 @@ export const OTHER_API_KEY = 'test-other-key-0123456789ab';
 export const INTERNAL_KEY = 'test-internal-key-0123456789';
 
 const MAIN = path.resolve(__dirname, '../../src/main.js');
-/** The runtime flags every orchestrator launch uses (npm start, the image); see README, Operations. */
+/** The runtime flags every orchestrator launch uses (npm start, the image); see docs/operations.md. */
 export const ORCHESTRATOR_NODE_FLAGS = ['--max-semi-space-size=32'];
 
 export interface OrchestratorProcess {
@@ -49,8 +49,8 @@ export async function startOrchestratorProcess(
     const timer = setTimeout(() => {
       // Not left running behind the caller's back: nobody would ever stop it.
       proc.kill('SIGKILL');
-      reject(new Error(`orchestrator did not start in 30 s:\n${output}`));
-    }, 30_000);
+      reject(new Error(`orchestrator did not start in 120 s:\n${output}`));
+    }, 120_000); // a hang guard: a loaded machine may take several seconds
     const onData = () => {
       const match = /orchestrator listening on (http:\/\/\S+)/.exec(output);
       if (match) {

@@ -42,7 +42,7 @@ export class Lane {
   }
 
   /** Waits until the job satisfies `check`. */
-  until(id: string, check: (job: JobView) => boolean, timeoutMs = 20_000): Promise<JobView> {
+  until(id: string, check: (job: JobView) => boolean, timeoutMs = 120_000): Promise<JobView> {
     return eventually(async () => {
       const job = await this.fleet().getJob(id);
       return check(job) ? job : undefined;

@@ -37,7 +37,7 @@ export function startWorkerProcess(env: Record<string, string>): WorkerProcess {
     output: () => output,
     exited,
     signal: (signal) => proc.kill(signal),
-    waitFor(pattern, timeoutMs = 20_000) {
+    waitFor(pattern, timeoutMs = 120_000) {
       return new Promise((resolve, reject) => {
         const check = () => {
           const match = pattern.exec(output);
