@@ -1,19 +1,10 @@
 import assert from 'node:assert/strict';
-import { createServer } from 'node:net';
 import { after, describe, test } from 'node:test';
 import axios from 'axios';
+import { freePort } from '@avatar-fleet/orchestrator/dist/test/helpers/free-port';
 import { useOrchestrator } from '@avatar-fleet/orchestrator/dist/test/helpers/orchestrator-suite';
 import { FAST_FLEET, Lane, workerIdOf } from './helpers/fleet-fixture';
 import { startWorkerProcess } from './helpers/worker-process';
-
-function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const s = createServer().listen(0, '127.0.0.1', () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 describe('queue mode (Salad Job Queue): /hc, /ping, /generate', () => {
   const suite = useOrchestrator(FAST_FLEET);
