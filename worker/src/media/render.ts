@@ -58,8 +58,8 @@ export function renderCommand(options: RenderOptions): { args: string[]; loopLis
     `[bg][fg]overlay=x=${area.x}:y=${area.y}:eof_action=endall:shortest=1,format=yuv420p${options.outputHeight ? `,scale=-2:${options.outputHeight}` : ''}[out]`,
   ].join(';');
   // A longer loop is read again on each pass: the concat demuxer, given the video as many times as
-  // needed. (`-stream_loop` did the same, but beside the piped patches it now and then took half as
-  // much CPU again as the whole render did otherwise, for no reason found.)
+  // needed. (`-stream_loop` does the same; runs of it beside the piped patches now and then took
+  // half as much CPU again, though this machine's own speed was later seen to vary as much.)
   const loopList = cached ? undefined : {
     file: `${options.output}.loop.txt`,
     text: `ffconcat version 1.0\n${`file '${path.resolve(options.loopVideo).replace(/'/g, "'\\''")}'\n`.repeat(Math.ceil(options.total / options.loopFrames))}`,
