@@ -6,7 +6,7 @@ import path from 'node:path';
 import { describe, test } from 'node:test';
 import { PipelineError } from '../src/pipelines/pipeline';
 import {
-  LATENT_SIZE, MASK_SIZE, loopLength, readBundleData, readManifest, sameParams, sourceFrame, writeBundle,
+  LATENT_SIZE, MASK_SIZE, PREPROCESSING_VERSION, loopLength, readBundleData, readManifest, sameParams, sourceFrame, writeBundle,
 } from '../src/pipelines/avatar-prepare/bundle';
 import { drawFace, facePlanes, featheredMask, firstMaskedRow, nchwToYuv, patchArea, patchPlanes, toNchw } from '../src/pipelines/shared/frames';
 import { binaries, frameBytes } from '../src/media/ffmpeg';
@@ -19,7 +19,7 @@ function gradient(w: number, h: number): Uint8Array {
 }
 
 describe('frame pixels', () => {
-  test('rgb24 into NCHW in [-1, 1]; the masked variant zeroes the lower half', () => {
+  test('rgb24 into NCHW in [-1, 1]; the masked variant makes the lower half black (-1), as MuseTalk does', () => {
     const rgb = gradient(16, 16);
     const t = new Float32Array(3 * 256 * 2);
     toNchw(rgb, 16, t, 256 * 3);
@@ -28,8 +28,9 @@ describe('frame pixels', () => {
     const masked = new Float32Array(3 * 256);
     toNchw(new Uint8Array(16 * 16 * 3).fill(255), 16, masked, 0, true);
     assert.equal(masked[0], 1);
-    assert.equal(masked[8 * 16], 0, 'first pixel of the lower half');
-    assert.equal(masked[2 * 256 + 255], 0);
+    assert.equal(masked[8 * 16 - 1], 1, 'last pixel of the upper half');
+    assert.equal(masked[8 * 16], -1, 'first pixel of the lower half');
+    assert.equal(masked[2 * 256 + 255], -1);
   });
 
   test('NCHW to YUV matches ffmpeg\'s own rgb24 -> yuv420p conversion, chroma at half resolution too (luma within a level, chroma within two)', () => {
@@ -104,7 +105,7 @@ describe('avatar bundle', () => {
     const storage = createStorage({ driver: 'local', local: { root: path.join(dir, 'bucket') } });
     const frames = path.join(dir, 'frames.mp4');
     writeFileSync(frames, 'not really a video');
-    const params = { fps: 25, bboxShift: 0, modelVersion: 'dev-1', detector: 'blazeface-front-128' };
+    const params = { fps: 25, bboxShift: 0, modelVersion: 'dev-1', detector: 'blazeface-front-128', preprocessing: PREPROCESSING_VERSION };
     const latents = Float32Array.from({ length: 3 * LATENT_SIZE }, (_, i) => i / 7);
     const masks = Uint8Array.from({ length: 3 * MASK_SIZE }, (_, i) => i % 251);
     assert.equal(await readManifest(storage, 'ava-1', dir), undefined, 'no bundle yet');
@@ -113,6 +114,9 @@ describe('avatar bundle', () => {
     assert.equal(manifest.frameCount, 3);
     assert.ok(sameParams(manifest.params, params));
     assert.ok(!sameParams(manifest.params, { ...params, modelVersion: 'real-1' }));
+    assert.ok(!sameParams(manifest.params, { ...params, preprocessing: PREPROCESSING_VERSION + 1 }));
+    const { preprocessing: _unversioned, ...older } = params;
+    assert.ok(!sameParams(older as typeof params, params), 'a bundle from before versions were kept is rebuilt');
     const data = await readBundleData(storage, manifest, mkdtempSync(path.join(dir, 'r-')));
     assert.deepEqual(data.latents, latents);
     assert.deepEqual(Buffer.from(data.masks), Buffer.from(masks));

@@ -28,6 +28,18 @@ describe('ffmpeg media module (real ffmpeg from npm)', () => {
     assert.ok(peak > 0.05 && peak <= 1, `a real tone, peak ${peak}`);
   });
 
+  test('stereo becomes mono as the mean of the two channels (librosa\'s to_mono, which MuseTalk\'s features come from), mono stays as it is', async () => {
+    const ff = (...args: string[]) => execFileSync(binaries().ffmpeg, ['-y', '-loglevel', 'error', ...args]);
+    const stereo = path.join(dir, 'stereo.wav');
+    const mono = path.join(dir, 'mono.wav');
+    ff('-f', 'lavfi', '-i', 'aevalsrc=0.5*sin(2*PI*440*t)|0.25*sin(2*PI*440*t):s=16000:d=0.5', '-c:a', 'pcm_f32le', stereo);
+    ff('-f', 'lavfi', '-i', 'aevalsrc=0.5*sin(2*PI*440*t):s=16000:d=0.5', '-c:a', 'pcm_f32le', mono);
+    const peak = (samples: Float32Array) => samples.reduce((m, v) => Math.max(m, Math.abs(v)), 0);
+    // ffmpeg's plain downmix would give 0.75 / sqrt(2) = 0.530 here.
+    assert.ok(Math.abs(peak(await decodeAudio(stereo)) - 0.375) < 1e-4, 'the mean of 0.5 and 0.25');
+    assert.ok(Math.abs(peak(await decodeAudio(mono)) - 0.5) < 1e-4);
+  });
+
   test('frames written to the encoder with the audio make an mp4 whose streams last as long as the audio', async () => {
     const audio = makeClip(dir, { seconds: 1.2, video: false });
     const output = path.join(dir, 'out.mp4');

@@ -8,6 +8,7 @@ import type { JobKind } from '@avatar-fleet/contracts';
 import { writeDevModelSet } from '../src/inference/dev-models';
 import { ModelLoader } from '../src/inference/model-loader';
 import { binaries, decodeFrames, ffmpegStarts, MediaError, probe } from '../src/media/ffmpeg';
+import { PREPROCESSING_VERSION } from '../src/pipelines/avatar-prepare/bundle';
 import { musetalkPipelines } from '../src/pipelines/musetalk-pipelines';
 import { PipelineError, type PipelineSet } from '../src/pipelines/pipeline';
 import { createLogger } from '../src/runtime/logger';
@@ -73,6 +74,22 @@ describe('MuseTalk pipelines on the dev model set (real ffmpeg, onnxruntime, Bla
     assert.equal(result.frameCount, 50);
     const started = Object.fromEntries(Object.entries(after).map(([purpose, n]) => [purpose, n - before[purpose as keyof typeof before]]));
     assert.deepEqual(started, { frames: 0, audio: 1, encode: 0, render: 1 });
+  });
+
+  test('a bundle made by older preprocessing (no version in its manifest) is rebuilt by the next lipsync, then reused', async () => {
+    // The still avatar of the test above, as a bundle from before versions were kept.
+    const manifestFile = path.join(bucket, 'avatars/wide/manifest.json');
+    const manifest = JSON.parse(readFileSync(manifestFile, 'utf8')) as { params: Record<string, unknown> };
+    assert.equal(manifest.params.preprocessing, PREPROCESSING_VERSION);
+    delete manifest.params.preprocessing;
+    writeFileSync(manifestFile, JSON.stringify(manifest));
+    const rebuilt = context('lipsync');
+    await pipelines.handlers.lipsync!({ avatarId: 'wide', audio: 'uploads/speech.wav' }, rebuilt.ctx);
+    assert.ok(rebuilt.progress.some(([stage]) => stage === 'detect'), 'the bundle was prepared again');
+    assert.equal((JSON.parse(readFileSync(manifestFile, 'utf8')) as typeof manifest).params.preprocessing, PREPROCESSING_VERSION);
+    const next = context('lipsync');
+    await pipelines.handlers.lipsync!({ avatarId: 'wide', audio: 'uploads/speech.wav' }, next.ctx);
+    assert.ok(!next.progress.some(([stage]) => stage === 'detect'), 'then reused as it is');
   });
 
   test('lipsync renders an mp4 as long as the audio, one frame per 40 ms, progress by frames', async () => {

@@ -56,11 +56,16 @@ function probeReason(error: unknown): string {
   return (said.length ? `${said.at(-1)} (${status.replace(/^ffprobe /, '')})` : status).slice(0, 300);
 }
 
-/** Decodes the first audio stream to mono float32 at `sampleRate` (16 kHz: Whisper's rate). */
+/**
+ * Decodes the first audio stream to mono float32 at `sampleRate` (16 kHz: Whisper's rate). Stereo
+ * becomes the mean of its two channels, as librosa (MuseTalk's loader) makes it: ffmpeg's own
+ * downmix weights each by 1/sqrt(2), 3 dB louder, unless its matrix is normalised to 1
+ * (`-rematrix_maxval 1`). Sources of more than two channels get ffmpeg's normalised downmix.
+ */
 export async function decodeAudio(file: string, options: { sampleRate?: number; maxSeconds?: number; signal?: AbortSignal } = {}): Promise<Float32Array> {
   const rate = options.sampleRate ?? 16_000;
   const limit = options.maxSeconds !== undefined ? Math.ceil(options.maxSeconds * rate) * 4 : Infinity;
-  const ffmpegRun = runFfmpeg(['-i', file, '-vn', '-ac', '1', '-ar', String(rate), '-f', 'f32le', 'pipe:1'], {
+  const ffmpegRun = runFfmpeg(['-i', file, '-vn', '-ac', '1', '-rematrix_maxval', '1', '-ar', String(rate), '-f', 'f32le', 'pipe:1'], {
     purpose: 'audio', failure: UNREADABLE, stdout: true, signal: options.signal,
   });
   const chunks: Buffer[] = [];

@@ -15,6 +15,12 @@ export const CROP_SIZE = 256;
 export const LATENT_SHAPE = [8, 32, 32] as const; // masked-crop moments mean (4) + reference-crop mean (4), scaled
 export const LATENT_SIZE = LATENT_SHAPE[0] * LATENT_SHAPE[1] * LATENT_SHAPE[2];
 export const MASK_SIZE = CROP_SIZE * CROP_SIZE;
+/**
+ * How crops become latents and masks. A bundle made by another version is rebuilt from its source.
+ *  1: the masked crop's lower half mid-grey (0 after normalising);
+ *  2: black (-1), as MuseTalk masks it before normalising, in training and inference alike.
+ */
+export const PREPROCESSING_VERSION = 2;
 
 /** Everything that changes the bundle's content: a bundle made with other parameters is rebuilt, never reused. */
 export interface BundleParams {
@@ -23,6 +29,8 @@ export interface BundleParams {
   /** The MuseTalk model set's identity (its metadata version / checksum): new VAE weights mean new latents. */
   modelVersion: string;
   detector: string;
+  /** PREPROCESSING_VERSION when it was made; absent in bundles from before versions were kept (1). */
+  preprocessing: number;
 }
 
 export interface BundleManifest {
@@ -48,7 +56,8 @@ export function bundlePrefix(avatarId: string): string {
 }
 
 export function sameParams(a: BundleParams, b: BundleParams): boolean {
-  return a.fps === b.fps && a.bboxShift === b.bboxShift && a.modelVersion === b.modelVersion && a.detector === b.detector;
+  return a.fps === b.fps && a.bboxShift === b.bboxShift && a.modelVersion === b.modelVersion && a.detector === b.detector
+    && (a.preprocessing ?? 1) === (b.preprocessing ?? 1);
 }
 
 /** Frames in the looping video: forward then backward, the turning frames not repeated. */

@@ -9,7 +9,7 @@ import { reversedFrames } from '../../media/ping-pong';
 import { PipelineError, type JobContext } from '../pipeline';
 import { featheredMask, toNchw, type SquareBox } from '../shared/frames';
 import {
-  bundlePrefix, CROP_SIZE, LATENT_SIZE, MASK_SIZE, readManifest, sameParams, writeBundle, type BundleManifest, type BundleParams,
+  bundlePrefix, CROP_SIZE, LATENT_SIZE, MASK_SIZE, PREPROCESSING_VERSION, readManifest, sameParams, writeBundle, type BundleManifest, type BundleParams,
 } from './bundle';
 import { cropBoxes, cropResize, FaceTrackError, trackFaces } from './face-track';
 
@@ -66,7 +66,7 @@ async function detectFaces(detector: FaceDetector, rgb: Uint8Array, width: numbe
  * plays forward then backward. A bundle made with the same parameters and model version is reused.
  */
 export async function prepareAvatar(request: PrepareRequest, models: PrepareModels, ctx: JobContext): Promise<BundleManifest & { reused: boolean }> {
-  const params: BundleParams = { fps: request.fps, bboxShift: request.bboxShift, modelVersion: models.musetalk.version, detector: DETECTOR_ID };
+  const params: BundleParams = { fps: request.fps, bboxShift: request.bboxShift, modelVersion: models.musetalk.version, detector: DETECTOR_ID, preprocessing: PREPROCESSING_VERSION };
   const existing = await readManifest(ctx.storage, request.avatarId, ctx.scratchDir, ctx.signal).catch(() => undefined);
   if (existing && sameParams(existing.params, params) && existing.source === request.source) {
     ctx.log.info('avatar bundle reused', { avatarId: request.avatarId, frames: existing.frameCount });

@@ -8,7 +8,7 @@ import { logMelWindows, SAMPLE_RATE } from '../../media/mel';
 import { PipelineError, type JobContext } from '../pipeline';
 import { BoundedQueue, runStages } from '../shared/bounded-queue';
 import { drawAlpha, drawColour, facePlanes, firstMaskedRow, nchwToYuv, patchArea, patchPlanes, type Rect } from '../shared/frames';
-import { CROP_SIZE, LATENT_SIZE, loopLength, MASK_SIZE, readBundleData, readManifest, sameParams, sourceFrame, type BundleManifest } from '../avatar-prepare/bundle';
+import { CROP_SIZE, LATENT_SIZE, loopLength, MASK_SIZE, PREPROCESSING_VERSION, readBundleData, readManifest, sameParams, sourceFrame, type BundleManifest } from '../avatar-prepare/bundle';
 import { DETECTOR_ID, prepareAvatar, type PrepareModels } from '../avatar-prepare/prepare-avatar';
 import { audioPromptFor, concatSegments, videoFrameCount } from './audio-features';
 
@@ -28,16 +28,16 @@ interface Generated {
   offset: number;
 }
 
-/** The bundle to animate: the named avatar (rebuilt if made for other weights), or the job's source video prepared inline. */
+/** The bundle to animate: the named avatar (rebuilt if made for other weights or by older preprocessing), or the job's source video prepared inline. */
 async function avatarFor(input: LipsyncInput, models: PrepareModels, ctx: JobContext): Promise<BundleManifest> {
   if (input.sourceVideo) {
     return prepareAvatar({ avatarId: `inline-${ctx.job.id}`, source: input.sourceVideo, fps: 25, bboxShift: 0 }, models, ctx);
   }
   const manifest = await readManifest(ctx.storage, input.avatarId!, ctx.scratchDir, ctx.signal);
   if (!manifest) throw new PipelineError('avatar_not_found', `avatar ${input.avatarId} does not exist; run avatar.prepare first`);
-  const current = { ...manifest.params, modelVersion: models.musetalk.version, detector: DETECTOR_ID };
+  const current = { ...manifest.params, modelVersion: models.musetalk.version, detector: DETECTOR_ID, preprocessing: PREPROCESSING_VERSION };
   if (sameParams(manifest.params, current)) return manifest;
-  ctx.log.info('avatar bundle made for other models; rebuilding it', { avatarId: manifest.avatarId });
+  ctx.log.info('avatar bundle made for other models or by older preprocessing; rebuilding it', { avatarId: manifest.avatarId });
   return prepareAvatar({ avatarId: manifest.avatarId, source: manifest.source, fps: manifest.params.fps, bboxShift: manifest.params.bboxShift }, models, ctx);
 }
 

@@ -13,13 +13,17 @@ export interface SquareBox {
   size: number;
 }
 
-/** rgb24 (HWC, 0-255) into a float NCHW slot in [-1, 1], optionally with the lower half zeroed (MuseTalk's masked input). */
+/**
+ * rgb24 (HWC, 0-255) into a float NCHW slot in [-1, 1], optionally with the lower half black
+ * (MuseTalk's masked input: its `preprocess_img` zeroes the rows from size/2 on while pixels are
+ * still in [0, 1] and only then normalises, so the UNet was trained on -1 there, not on grey 0).
+ */
 export function toNchw(rgb: Uint8Array, size: number, out: Float32Array, offset = 0, maskLowerHalf = false): void {
   const plane = size * size;
   const half = (size >> 1) * size;
   for (let i = 0; i < plane; i++) {
     const masked = maskLowerHalf && i >= half;
-    for (let ch = 0; ch < 3; ch++) out[offset + ch * plane + i] = masked ? 0 : rgb[i * 3 + ch]! / 127.5 - 1;
+    for (let ch = 0; ch < 3; ch++) out[offset + ch * plane + i] = masked ? -1 : rgb[i * 3 + ch]! / 127.5 - 1;
   }
 }
 
