@@ -140,8 +140,8 @@ async function stagesAlone(root: string, audioFile: string, frames: number, mode
   const audioX = samples.length / 16_000 / ((performance.now() - t) / 1000);
   const face = new Float32Array(3 * 256 * 256).fill(0.2);
   const mask = featheredMask(256);
-  const [x, y, size] = manifest.boxes[0]!;
-  const box = { x, y, width: size, height: size };
+  const [x, y, width, height] = manifest.boxes[0]!;
+  const box = { x, y, width, height };
   const patch = patchPlanes(patchArea([box], [firstMaskedRow(mask, 256)], 256, manifest.width, manifest.height));
   const planes = facePlanes(256);
   t = performance.now();

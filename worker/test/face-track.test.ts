@@ -11,7 +11,7 @@ import {
   FaceTrackError,
   museTalkRect,
   pickFaces,
-  squareCrop,
+  rectCrop,
   trackFaces,
   type TrackedFace,
 } from '../src/pipelines/avatar-prepare/face-track';
@@ -136,13 +136,13 @@ describe('face track over a video', () => {
     assert.deepEqual(bboxShiftRange([f, f]), { min: -10, max: 10 });
   });
 
-  test('crop boxes are integer squares inside the frame that keep the MuseTalk rows', () => {
+  test('crop boxes are MuseTalk\'s rectangles themselves, integer and inside the frame', () => {
     const f = face(500, 200, 200);
     const rect = museTalkRect(f, 1280, 720);
-    const box = squareCrop(rect, 1280, 720);
-    assert.equal(box.size, rect.y2 - rect.y1, 'taller than wide: the side is the height');
-    assert.equal(box.y, rect.y1);
-    assert.equal(box.x + box.size / 2, (rect.x1 + rect.x2) / 2);
+    assert.deepEqual(rectCrop(rect, 1280, 720), { x: rect.x1, y: rect.y1, width: rect.x2 - rect.x1, height: rect.y2 - rect.y1 });
+    assert.ok(rect.y2 - rect.y1 > rect.x2 - rect.x1, 'taller than wide, and kept so: stretched to the crop, not squared');
+    assert.deepEqual(rectCrop({ x1: 1270, y1: 700, x2: 1300, y2: 760 }, 1280, 720), { x: 1270, y: 700, width: 10, height: 20 }, 'clipped to the frame');
+    assert.deepEqual(rectCrop({ x1: 1290, y1: 10, x2: 1290, y2: 10 }, 1280, 720), { x: 1279, y: 10, width: 1, height: 1 }, 'never empty');
     const random = gaussian(3);
     const faces: TrackedFace[] = [];
     for (let i = 0; i < 500; i++) {
@@ -151,17 +151,17 @@ describe('face track over a video', () => {
     }
     for (const [w, h] of [[1280, 720], [720, 1280], [256, 200]] as const) {
       for (const b of cropBoxes(faces, w, h, { bboxShift: 5 })) {
-        assert.ok(Number.isInteger(b.x) && Number.isInteger(b.y) && Number.isInteger(b.size), JSON.stringify(b));
-        assert.ok(b.size >= 1 && b.x >= 0 && b.y >= 0 && b.x + b.size <= w && b.y + b.size <= h, `${JSON.stringify(b)} in ${w}x${h}`);
+        assert.ok([b.x, b.y, b.width, b.height].every(Number.isInteger), JSON.stringify(b));
+        assert.ok(b.width >= 1 && b.height >= 1 && b.x >= 0 && b.y >= 0 && b.x + b.width <= w && b.y + b.height <= h, `${JSON.stringify(b)} in ${w}x${h}`);
       }
     }
   });
 
-  test('cropResize cuts the box and returns 256x256 rgb24', async () => {
+  test('cropResize cuts the box and stretches it to 256x256 rgb24', async () => {
     const w = 320, h = 240;
     const rgb = new Uint8Array(w * h * 3);
     for (let y = 0; y < h; y++) for (let x = 0; x < w; x++) rgb.set([x % 256, y, 77], (y * w + x) * 3);
-    const out = await cropResize(rgb, w, h, { x: 50, y: 20, size: 128 });
+    const out = await cropResize(rgb, w, h, { x: 50, y: 20, width: 128, height: 128 });
     assert.equal(out.length, 256 * 256 * 3);
     const at = (x: number, y: number): number[] => [...out.subarray((y * 256 + x) * 3, (y * 256 + x) * 3 + 3)];
     // 2x upscale: output pixel (i, j) samples source (50 + i/2, 20 + j/2).
@@ -169,8 +169,15 @@ describe('face track over a video', () => {
       const [r, g, b] = at(x, y);
       assert.ok(Math.abs(r! - (50 + (x + 0.5) / 2 - 0.5)) <= 1.5 && Math.abs(g! - (20 + (y + 0.5) / 2 - 0.5)) <= 1.5 && b === 77, `(${x},${y}) = ${at(x, y)}`);
     }
-    assert.equal((await cropResize(rgb, w, h, { x: 0, y: 0, size: 240 }, 64)).length, 64 * 64 * 3);
-    await assert.rejects(cropResize(rgb, w, h, { x: 100, y: 0, size: 240 }), RangeError);
+    // A rectangle 64 wide and 128 tall: stretched 4x across and 2x down, as MuseTalk stretches its crops.
+    const tall = await cropResize(rgb, w, h, { x: 50, y: 20, width: 64, height: 128 });
+    const tallAt = (x: number, y: number): number[] => [...tall.subarray((y * 256 + x) * 3, (y * 256 + x) * 3 + 3)];
+    for (const [x, y] of [[0, 0], [128, 100], [255, 255]] as const) {
+      const [r, g] = tallAt(x, y);
+      assert.ok(Math.abs(r! - (50 + (x + 0.5) / 4 - 0.5)) <= 1.5 && Math.abs(g! - (20 + (y + 0.5) / 2 - 0.5)) <= 1.5, `(${x},${y}) = ${tallAt(x, y)}`);
+    }
+    assert.equal((await cropResize(rgb, w, h, { x: 0, y: 0, width: 240, height: 240 }, 64)).length, 64 * 64 * 3);
+    await assert.rejects(cropResize(rgb, w, h, { x: 100, y: 0, width: 240, height: 240 }), RangeError);
   });
 
   test('on the real photo: the crop holds the face with the nose bridge on its middle row', async () => {
@@ -182,8 +189,9 @@ describe('face track over a video', () => {
     const [box] = cropBoxes(track, info.width, info.height);
     assert.ok(box);
     // Face (README): cheeks x 177-272, chin y 178; eyes y ~104, nose tip y 125.
-    assert.ok(box.x <= 177 && box.x + box.size >= 272 && box.y < 95 && box.y + box.size >= 178, JSON.stringify(box));
-    const middle = box.y + box.size / 2;
+    // The sides on the cheeks (within 3 px of the hand annotation: the box's sides are BlazeFace's).
+    assert.ok(Math.abs(box.x - 177) <= 3 && Math.abs(box.x + box.width - 272) <= 3 && box.y < 95 && box.y + box.height >= 178, JSON.stringify(box));
+    const middle = box.y + box.height / 2;
     assert.ok(middle > 110 && middle < 128, `middle row ${middle}: between the eyes and the nose tip`);
     assert.ok(bboxShiftRange(track).max >= 4 && bboxShiftRange(track).max <= 10, JSON.stringify(bboxShiftRange(track)));
     assert.equal((await cropResize(rgb, info.width, info.height, box)).length, 256 * 256 * 3);

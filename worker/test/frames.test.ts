@@ -109,7 +109,7 @@ describe('avatar bundle', () => {
     const latents = Float32Array.from({ length: 3 * LATENT_SIZE }, (_, i) => i / 7);
     const masks = Uint8Array.from({ length: 3 * MASK_SIZE }, (_, i) => i % 251);
     assert.equal(await readManifest(storage, 'ava-1', dir), undefined, 'no bundle yet');
-    await writeBundle(storage, dir, { avatarId: 'ava-1', source: 'uploads/face.mp4', params, frameCount: 3, width: 640, height: 360, boxes: [[1, 2, 200], [2, 2, 200], [3, 2, 200]] }, { latents, masks }, frames);
+    await writeBundle(storage, dir, { avatarId: 'ava-1', source: 'uploads/face.mp4', params, frameCount: 3, width: 640, height: 360, boxes: [[1, 2, 160, 200], [2, 2, 160, 200], [3, 2, 160, 200]] }, { latents, masks }, frames);
     const manifest = (await readManifest(storage, 'ava-1', dir))!;
     assert.equal(manifest.frameCount, 3);
     assert.ok(sameParams(manifest.params, params));

@@ -17,8 +17,10 @@ export const LATENT_SIZE = LATENT_SHAPE[0] * LATENT_SHAPE[1] * LATENT_SHAPE[2];
 export const MASK_SIZE = CROP_SIZE * CROP_SIZE;
 /**
  * How crops become latents and masks. A bundle made by another version is rebuilt from its source.
- *  1: the masked crop's lower half mid-grey (0 after normalising);
- *  2: black (-1), as MuseTalk masks it before normalising, in training and inference alike.
+ *  1: square crops around MuseTalk's rectangle; the masked crop's lower half mid-grey (0 after
+ *     normalising);
+ *  2: MuseTalk's rectangle itself, stretched to the crop and back; the masked half black (-1), as
+ *     MuseTalk masks it before normalising, in training and inference alike.
  */
 export const PREPROCESSING_VERSION = 2;
 
@@ -43,8 +45,8 @@ export interface BundleManifest {
   frameCount: number;
   width: number;
   height: number;
-  /** Crop box per forward frame: [x, y, size] (square, in source pixels). */
-  boxes: Array<[number, number, number]>;
+  /** Crop box per forward frame: [x, y, width, height] in source pixels (a square [x, y, size] before preprocessing 2). */
+  boxes: Array<[number, number, number, number]>;
   files: { frames: string; latents: string; masks: string };
   /** SHA-1 of the latents and masks files, to notice a corrupt bundle before using it. */
   checksums: { latents: string; masks: string };

@@ -1,13 +1,13 @@
 /**
  * Turns per-frame face detections of an avatar video into a steady per-frame crop for MuseTalk:
  * best face per frame -> short gaps filled -> temporal smoothing -> MuseTalk's face rectangle
- * (with bbox_shift) -> a square crop inside the frame, resized to 256x256.
+ * (with bbox_shift) -> that rectangle as the crop, inside the frame, stretched to 256x256.
  *
  * Everything except cropResize is a pure function over numbers, so it is cheap to test and rerun.
  */
 import sharp from 'sharp';
 import type { FaceBox } from '../../inference/face-detector';
-import type { SquareBox } from '../shared/frames';
+import type { Rect } from '../shared/frames';
 
 export type FaceTrackErrorCode = 'no_face' | 'face_lost';
 
@@ -265,43 +265,37 @@ export function bboxShiftRange(track: ReadonlyArray<FaceGeometry>): { min: numbe
   return { min: -step, max: step };
 }
 
-/** A square crop in source pixels, entirely inside the frame (integers): the paste-back's SquareBox. */
-export type CropBox = SquareBox;
+/** A crop in source pixels, entirely inside the frame (integers): where the face is cut and pasted back. */
+export type CropBox = Rect;
 
 /**
- * The square crop around a MuseTalk rectangle. MuseTalk itself stretches its rectangle (about 0.8
- * wide:tall on a frontal face) to 256x256; a square of side max(width, height) around the same
- * centre keeps the face undistorted, keeps every row of the rectangle and so the middle row on
- * landmark 29 + bbox_shift (whenever the side is the height, the usual case). A square that would
- * leave the frame is moved inside it (and shrunk only if larger than the frame), which moves the
- * face off centre rather than padding with pixels that are not there.
+ * MuseTalk's rectangle as the crop, as MuseTalk uses it: it is stretched to 256x256 (about 0.8
+ * wide:tall on a frontal face) and the generated face is stretched back into the same rectangle,
+ * so the face fills the crop as it did in training and landmark 29 + bbox_shift stays on the middle
+ * row. At least a pixel each way.
  */
-export function squareCrop(rect: MuseTalkRect, frameWidth: number, frameHeight: number): CropBox {
-  const size = Math.max(1, Math.min(Math.max(rect.x2 - rect.x1, rect.y2 - rect.y1), frameWidth, frameHeight));
-  const clamp = (v: number, max: number): number => Math.min(Math.max(v, 0), max);
-  return {
-    x: clamp(Math.round((rect.x1 + rect.x2 - size) / 2), frameWidth - size),
-    y: clamp(Math.round((rect.y1 + rect.y2 - size) / 2), frameHeight - size),
-    size,
-  };
+export function rectCrop(rect: MuseTalkRect, frameWidth: number, frameHeight: number): CropBox {
+  const x = Math.min(Math.max(0, rect.x1), frameWidth - 1);
+  const y = Math.min(Math.max(0, rect.y1), frameHeight - 1);
+  return { x, y, width: Math.max(1, Math.min(rect.x2, frameWidth) - x), height: Math.max(1, Math.min(rect.y2, frameHeight) - y) };
 }
 
-/** The square crop of every tracked frame. */
+/** The crop of every tracked frame. */
 export function cropBoxes(track: ReadonlyArray<FaceGeometry>, frameWidth: number, frameHeight: number, options: CropOptions = {}): CropBox[] {
-  return track.map((face) => squareCrop(museTalkRect(face, frameWidth, frameHeight, options), frameWidth, frameHeight));
+  return track.map((face) => rectCrop(museTalkRect(face, frameWidth, frameHeight, options), frameWidth, frameHeight));
 }
 
 /**
- * Cuts `box` out of an rgb24 frame and resizes it to size x size rgb24 with Lanczos-3 (MuseTalk
- * resizes its crops with Lanczos too).
+ * Cuts `box` out of an rgb24 frame and stretches it to size x size rgb24 with Lanczos-3 (MuseTalk
+ * resizes its crops with Lanczos too, and stretches them the same way).
  */
 export async function cropResize(rgb: Uint8Array, width: number, height: number, box: CropBox, size = 256): Promise<Uint8Array> {
-  if (box.x < 0 || box.y < 0 || box.size < 1 || box.x + box.size > width || box.y + box.size > height) {
-    throw new RangeError(`crop ${box.size}px at (${box.x}, ${box.y}) is not inside the ${width}x${height} frame`);
+  if (box.x < 0 || box.y < 0 || box.width < 1 || box.height < 1 || box.x + box.width > width || box.y + box.height > height) {
+    throw new RangeError(`crop ${box.width}x${box.height} at (${box.x}, ${box.y}) is not inside the ${width}x${height} frame`);
   }
   const out = await sharp(rgb, { raw: { width, height, channels: 3 } })
-    .extract({ left: box.x, top: box.y, width: box.size, height: box.size })
-    .resize(size, size, { kernel: 'lanczos3' })
+    .extract({ left: box.x, top: box.y, width: box.width, height: box.height })
+    .resize(size, size, { kernel: 'lanczos3', fit: 'fill' })
     .raw()
     .toBuffer();
   return new Uint8Array(out.buffer, out.byteOffset, out.length);

@@ -7,11 +7,11 @@ import { decodeFrames, MediaError, probe, startEncoder, type VideoCodec } from '
 import { fetchMedia } from '../../media/fetch-media';
 import { reversedFrames } from '../../media/ping-pong';
 import { PipelineError, type JobContext } from '../pipeline';
-import { featheredMask, toNchw, type SquareBox } from '../shared/frames';
+import { featheredMask, toNchw } from '../shared/frames';
 import {
   bundlePrefix, CROP_SIZE, LATENT_SIZE, MASK_SIZE, PREPROCESSING_VERSION, readManifest, sameParams, writeBundle, type BundleManifest, type BundleParams,
 } from './bundle';
-import { cropBoxes, cropResize, FaceTrackError, trackFaces } from './face-track';
+import { cropBoxes, cropResize, FaceTrackError, trackFaces, type CropBox } from './face-track';
 
 export const DETECTOR_ID = 'blazeface-front-128';
 /** Longest source accepted, in frames at the bundle's fps (a minute at 25 fps). */
@@ -92,7 +92,7 @@ export async function prepareAvatar(request: PrepareRequest, models: PrepareMode
     if (detections.length % 10 === 0) ctx.progress('detect', Math.min(0.99, detections.length / MAX_SOURCE_FRAMES));
   }
   if (detections.length === 0) throw new MediaError('no_video', 'the source has no decodable frame');
-  let boxes: SquareBox[];
+  let boxes: CropBox[];
   try {
     boxes = cropBoxes(trackFaces(detections), width, height, { bboxShift: request.bboxShift });
   } catch (error) {
@@ -163,7 +163,7 @@ export async function prepareAvatar(request: PrepareRequest, models: PrepareMode
   ctx.progress('upload', 0);
   const manifest = await writeBundle(ctx.storage, dir, {
     avatarId: request.avatarId, source: request.source, params, frameCount, width, height,
-    boxes: boxes.map((b) => [b.x, b.y, b.size] as [number, number, number]),
+    boxes: boxes.map((b) => [b.x, b.y, b.width, b.height] as [number, number, number, number]),
   }, { latents, masks }, loopFile, ctx.signal);
   await rm(dir, { recursive: true, force: true });
   ctx.log.info('avatar bundle built', { avatarId: request.avatarId, frames: frameCount, width, height });

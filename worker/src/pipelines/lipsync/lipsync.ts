@@ -69,7 +69,7 @@ export async function lipsync(input: LipsyncInput, models: PrepareModels, ctx: J
 
   const { width, height } = manifest;
   const output = path.join(ctx.scratchDir, 'lipsync.mp4');
-  const boxes: Rect[] = manifest.boxes.map(([x, y, size]) => ({ x, y, width: size, height: size }));
+  const boxes: Rect[] = manifest.boxes.map(([x, y, width, height]) => ({ x, y, width, height }));
   const maskOf = (src: number) => bundle.masks.subarray(src * MASK_SIZE, (src + 1) * MASK_SIZE);
   const maskTops = boxes.map((_, src) => firstMaskedRow(maskOf(src), CROP_SIZE));
   const area = patchArea(boxes, maskTops, CROP_SIZE, width, height);

@@ -6,13 +6,6 @@
  */
 import { patchBytes, type PatchArea } from '../../media/render';
 
-/** A square crop in source pixels. */
-export interface SquareBox {
-  x: number;
-  y: number;
-  size: number;
-}
-
 /**
  * rgb24 (HWC, 0-255) into a float NCHW slot in [-1, 1], optionally with the lower half black
  * (MuseTalk's masked input: its `preprocess_img` zeroes the rows from size/2 on while pixels are
