@@ -3,7 +3,7 @@ import { describe, test } from 'node:test';
 import { logMelWindows } from '../src/media/mel';
 import {
   AUDIO_FPS, audioFrameCount, audioPromptFor, concatSegments, HIDDEN, LAYERS, positionalEncoding, PROMPT_SIZE, PROMPT_TOKENS,
-  SEGMENT_FRAMES, segmentCount, videoFrameCount, WINDOW,
+  SEGMENT_FRAMES, SEGMENT_SAMPLES, segmentCount, StreamingAudioFeatures, videoFrameCount, WINDOW,
 } from '../src/pipelines/lipsync/audio-features';
 
 const FRAME = LAYERS * HIDDEN;
@@ -121,6 +121,31 @@ describe('MuseTalk audio feature windows', () => {
     assert.equal(audioPromptFor(features, 5, 25, out), out);
     assert.deepEqual(out, expectedPrompt(features.frames, 5));
     assert.throws(() => audioPromptFor(features, 0, 25, new Float32Array(3)), RangeError);
+  });
+
+  test('streamed: the same prompts for every frame, each 30 s window encoded once as the frames reach it, never more than two held', async () => {
+    const hidden = syntheticHidden(SECONDS_61);
+    const whole = concatSegments(hidden, SECONDS_61);
+    const encodedAt: number[] = [];
+    const stream = new StreamingAudioFeatures(new Float32Array(SECONDS_61), async (_samples, offset) => {
+      encodedAt.push(offset);
+      return hidden[offset / SEGMENT_SAMPLES]!;
+    });
+    const total = videoFrameCount(SECONDS_61);
+    const out = new Float32Array(PROMPT_SIZE);
+    for (let first = 0; first < total; first += 8) {
+      const last = Math.min(first + 8, total) - 1;
+      await stream.prepare(first, last);
+      for (let i = first; i <= last; i++) {
+        stream.promptFor(i, out);
+        assert.deepEqual(out, audioPromptFor(whole, i), `video frame ${i}`);
+      }
+      // Frame 746 reads audio frames 1488..1497 (window 0 only); 748 reads 1492..1501, the first that needs window 1.
+      if (last < 748) assert.deepEqual(encodedAt, [0], `frames up to ${last} need only the first window`);
+    }
+    assert.deepEqual(encodedAt, [0, SEGMENT_SAMPLES, 2 * SEGMENT_SAMPLES], 'each window once, in order');
+    assert.equal(stream.peakHeld, 2);
+    assert.throws(() => stream.promptFor(0), /audio frame 0 was not prepared/, 'the first window was dropped once passed');
   });
 
   test('other frame rates use floor(i * 50 / fps) and ceil(50 / fps) padding', () => {

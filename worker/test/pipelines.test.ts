@@ -109,7 +109,7 @@ describe('MuseTalk pipelines on the dev model set (real ffmpeg, onnxruntime, Bla
     assert.deepEqual(readdirSync(ctx.scratchDir).filter((f) => f.endsWith('.mp4') && f !== 'lipsync.mp4' && !f.startsWith('astro-')), []);
   });
 
-  test('memory does not grow with the number of frames: 10x the frames adds only the audio features\' share', async () => {
+  test('memory does not grow with the number of frames: 10x the frames adds only the audio samples\' share', async () => {
     ffmpeg('-f', 'lavfi', '-i', 'sine=frequency=180:sample_rate=16000:duration=4', path.join(bucket, 'uploads/short.wav'));
     ffmpeg('-f', 'lavfi', '-i', 'sine=frequency=180:sample_rate=16000:duration=40', path.join(bucket, 'uploads/ten-times.wav'));
     const peak = (audio: string) => {
@@ -119,8 +119,9 @@ describe('MuseTalk pipelines on the dev model set (real ffmpeg, onnxruntime, Bla
     const short = peak('uploads/short.wav');
     const long = peak('uploads/ten-times.wav');
     assert.deepEqual([short.frames, long.frames], [100, 1000]);
-    // Holding the 900 extra 480x480 frames would add ~620 MB. What may grow is the audio's own data
-    // (samples and Whisper features, ~1.6 MB per second of speech): 36 s more is ~60 MB.
+    // Holding the 900 extra 480x480 frames would add ~620 MB. What may grow is the audio samples
+    // (64 KB per second); Whisper's features are streamed, two 30 s windows at most
+    // (audio-features.test.ts).
     assert.ok(long.peakMb - short.peakMb < 100, `peak RSS ${short.peakMb.toFixed(0)} MB for 100 frames, ${long.peakMb.toFixed(0)} MB for 1000`);
   });
 

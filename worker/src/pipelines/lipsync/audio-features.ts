@@ -135,6 +135,17 @@ export function positionalEncoding(length = PROMPT_TOKENS, dModel = HIDDEN): Flo
  * audio. Indices outside the padded sequence fail as the source's assert does.
  */
 export function audioPromptFor(features: AudioFeatures, frameIndex: number, fps = 25, out?: Float32Array): Float32Array {
+  if (features.data.length < features.frames * FRAME_SIZE) throw new RangeError('features.data is shorter than features.frames');
+  return fillPrompt(features.frames, (src) => features.data.subarray(src * FRAME_SIZE, (src + 1) * FRAME_SIZE), frameIndex, fps, out);
+}
+
+/** The audio frames (into the trimmed features) video frame `frameIndex` reads: [first, end), clipped to the audio. */
+export function promptFrames(frames: number, frameIndex: number, fps = 25): { first: number; end: number } {
+  const { audioIndex, left } = promptWindow(frames, frameIndex, fps);
+  return { first: Math.max(0, audioIndex - left), end: Math.min(frames, audioIndex - left + WINDOW) };
+}
+
+function promptWindow(frames: number, frameIndex: number, fps: number): { audioIndex: number; left: number } {
   const f = intFps(fps);
   const multiplier = AUDIO_FPS / f; // whisper_idx_multiplier
   const paddingNums = Math.ceil(multiplier);
@@ -142,22 +153,73 @@ export function audioPromptFor(features: AudioFeatures, frameIndex: number, fps 
   const right = paddingNums * 3 * PAD_RIGHT;
   if (!Number.isInteger(frameIndex) || frameIndex < 0) throw new RangeError(`frameIndex must be a non-negative integer, got ${frameIndex}`);
   const audioIndex = Math.floor(frameIndex * multiplier); // index into the padded sequence
-  if (audioIndex + WINDOW > left + features.frames + right) {
-    throw new RangeError(`video frame ${frameIndex} at ${f} fps needs audio frames past the padded ${features.frames}-frame sequence`);
+  if (audioIndex + WINDOW > left + frames + right) {
+    throw new RangeError(`video frame ${frameIndex} at ${f} fps needs audio frames past the padded ${frames}-frame sequence`);
   }
-  if (features.data.length < features.frames * FRAME_SIZE) throw new RangeError('features.data is shorter than features.frames');
+  return { audioIndex, left };
+}
+
+/** audioPromptFor over any store of audio frames: `frameAt(src)` is audio frame src's [5 * 384]. */
+function fillPrompt(frames: number, frameAt: (src: number) => Float32Array, frameIndex: number, fps: number, out?: Float32Array): Float32Array {
+  const { audioIndex, left } = promptWindow(frames, frameIndex, fps);
   const result = out ?? new Float32Array(PROMPT_SIZE);
   if (result.length !== PROMPT_SIZE) throw new RangeError(`out must hold ${PROMPT_SIZE} values`);
-
   for (let w = 0; w < WINDOW; w++) {
     const src = audioIndex + w - left;
-    if (src >= 0 && src < features.frames) {
-      result.set(features.data.subarray(src * FRAME_SIZE, (src + 1) * FRAME_SIZE), w * FRAME_SIZE);
-    } else {
-      result.fill(0, w * FRAME_SIZE, (w + 1) * FRAME_SIZE);
-    }
+    if (src >= 0 && src < frames) result.set(frameAt(src), w * FRAME_SIZE);
+    else result.fill(0, w * FRAME_SIZE, (w + 1) * FRAME_SIZE);
   }
   const pe = positionalEncoding(PROMPT_TOKENS, HIDDEN);
   for (let i = 0; i < PROMPT_SIZE; i++) result[i] = result[i]! + pe[i]!;
   return result;
+}
+
+/**
+ * The same prompts as audioPromptFor(concatSegments(...)), with the whisper encoder run on each 30 s
+ * window only when the first video frame that reads it comes, and a window dropped once the frames
+ * have moved past it. Frames are asked for in order (a batch at a time), so at most two windows'
+ * hidden states (11 MB each) are held, whatever the length of the audio: memory stays flat.
+ */
+export class StreamingAudioFeatures {
+  readonly frames: number;
+  private readonly held = new Map<number, Float32Array>();
+  /** Whisper runs so far (one per window, unless frames are asked for out of order). */
+  encoded = 0;
+  /** The most windows held at once. */
+  peakHeld = 0;
+
+  constructor(
+    private readonly samples: Float32Array,
+    /** One 30 s window's samples (from `offset`) to its hidden states [1500, 5, 384]. */
+    private readonly encode: (samples: Float32Array, offset: number) => Promise<Float32Array>,
+    private readonly fps = 25,
+  ) {
+    this.frames = audioFrameCount(samples.length);
+  }
+
+  /** Encodes the windows video frames `from`..`to` (inclusive) read, and drops those before them. */
+  async prepare(from: number, to: number): Promise<void> {
+    const first = promptFrames(this.frames, from, this.fps).first;
+    const last = Math.max(first, promptFrames(this.frames, to, this.fps).end - 1);
+    const [a, b] = [Math.floor(first / SEGMENT_FRAMES), Math.floor(last / SEGMENT_FRAMES)];
+    for (const segment of this.held.keys()) if (segment < a) this.held.delete(segment);
+    for (let segment = a; segment <= b && segment * SEGMENT_SAMPLES < this.samples.length; segment++) {
+      if (this.held.has(segment)) continue;
+      const hidden = await this.encode(this.samples, segment * SEGMENT_SAMPLES);
+      if (hidden.length !== SEGMENT_FRAMES * FRAME_SIZE) throw new RangeError(`segment ${segment} has ${hidden.length} values, expected ${SEGMENT_FRAMES * FRAME_SIZE}`);
+      this.held.set(segment, hidden);
+      this.encoded++;
+      this.peakHeld = Math.max(this.peakHeld, this.held.size);
+    }
+  }
+
+  /** Video frame `frameIndex`'s prompt; its windows must have been prepared. */
+  promptFor(frameIndex: number, out?: Float32Array): Float32Array {
+    return fillPrompt(this.frames, (src) => {
+      const hidden = this.held.get(Math.floor(src / SEGMENT_FRAMES));
+      if (!hidden) throw new Error(`audio frame ${src} was not prepared`);
+      const at = src % SEGMENT_FRAMES;
+      return hidden.subarray(at * FRAME_SIZE, (at + 1) * FRAME_SIZE);
+    }, frameIndex, this.fps, out);
+  }
 }

@@ -4,13 +4,13 @@ import { decodeAudio } from '../../media/ffmpeg';
 import { fetchMedia } from '../../media/fetch-media';
 import { FramePool } from '../../media/frame-pool';
 import { patchBytes, startRender } from '../../media/render';
-import { logMelWindows, SAMPLE_RATE } from '../../media/mel';
+import { logMelWindow, SAMPLE_RATE } from '../../media/mel';
 import { PipelineError, type JobContext } from '../pipeline';
 import { BoundedQueue, runStages } from '../shared/bounded-queue';
 import { drawAlpha, drawColour, facePlanes, firstMaskedRow, nchwToYuv, patchArea, patchPlanes, type Rect } from '../shared/frames';
 import { CROP_SIZE, LATENT_SIZE, loopLength, MASK_SIZE, PREPROCESSING_VERSION, readBundleData, readManifest, sameParams, sourceFrame, type BundleManifest } from '../avatar-prepare/bundle';
 import { DETECTOR_ID, prepareAvatar, type PrepareModels } from '../avatar-prepare/prepare-avatar';
-import { audioPromptFor, concatSegments, videoFrameCount } from './audio-features';
+import { StreamingAudioFeatures, videoFrameCount } from './audio-features';
 
 /** Longest speech a lipsync job takes (10 minutes); longer is refused, not truncated. */
 export const MAX_AUDIO_SECONDS = 600;
@@ -56,14 +56,12 @@ export async function lipsync(input: LipsyncInput, models: PrepareModels, ctx: J
   ctx.progress('audio', 0);
   const audioFile = await fetchMedia(input.audio, 'speech', { storage: ctx.storage, scratchDir: ctx.scratchDir, signal: ctx.signal });
   const samples = await decodeAudio(audioFile, { sampleRate: SAMPLE_RATE, maxSeconds: MAX_AUDIO_SECONDS, signal: ctx.signal });
-  const hidden: Float32Array[] = [];
-  for (const window of logMelWindows(samples)) {
-    ctx.signal.throwIfAborted();
-    hidden.push(await musetalk.whisper(window));
-  }
-  const features = concatSegments(hidden, samples.length);
-  hidden.length = 0; // the per-window copies are not needed once joined
   const fps = manifest.params.fps;
+  // Whisper runs on each 30 s window as the frames reach it, so long audio holds two windows' features, not all.
+  const audio = new StreamingAudioFeatures(samples, (all, offset) => {
+    ctx.signal.throwIfAborted();
+    return musetalk.whisper(logMelWindow(all, offset));
+  }, fps);
   const total = videoFrameCount(samples.length, fps);
   if (total === 0) throw new PipelineError('no_audio', 'the audio is shorter than one video frame');
 
@@ -91,14 +89,15 @@ export async function lipsync(input: LipsyncInput, models: PrepareModels, ctx: J
       // a batch's inputs are free again once it is handed on, before the batch after next is launched.
       const inputs = [0, 1].map(() => ({ latents: new Float32Array(batchSize * LATENT_SIZE), prompts: new Float32Array(batchSize * PROMPT) }));
       let launched = 0;
-      const launch = (first: number, count: number) => {
+      const launch = async (first: number, count: number) => {
+        await audio.prepare(first, first + count - 1);
         const set = inputs[launched++ % 2]!;
         const latents = set.latents.subarray(0, count * LATENT_SIZE);
         const prompts = set.prompts.subarray(0, count * PROMPT);
         for (let k = 0; k < count; k++) {
           const src = sourceFrame(first + k, manifest.frameCount);
           latents.set(bundle.latents.subarray(src * LATENT_SIZE, (src + 1) * LATENT_SIZE), k * LATENT_SIZE);
-          audioPromptFor(features, first + k, fps, prompts.subarray(k * PROMPT, (k + 1) * PROMPT));
+          audio.promptFor(first + k, prompts.subarray(k * PROMPT, (k + 1) * PROMPT));
         }
         const images = musetalk.unet(latents, prompts, count).then((out) => musetalk.vaeDecode(out, count));
         const previous = inFlight;
