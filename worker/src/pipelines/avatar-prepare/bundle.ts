@@ -17,10 +17,11 @@ export const LATENT_SIZE = LATENT_SHAPE[0] * LATENT_SHAPE[1] * LATENT_SHAPE[2];
 export const MASK_SIZE = CROP_SIZE * CROP_SIZE;
 /**
  * How crops become latents and masks. A bundle made by another version is rebuilt from its source.
- *  1: square crops around MuseTalk's rectangle; the masked crop's lower half mid-grey (0 after
- *     normalising);
- *  2: MuseTalk's rectangle itself, stretched to the crop and back; the masked half black (-1), as
- *     MuseTalk masks it before normalising, in training and inference alike.
+ *  1: square crops around MuseTalk's rectangle, resized with sharp's Lanczos-3; the masked crop's
+ *     lower half mid-grey (0 after normalising);
+ *  2: MuseTalk's rectangle itself, stretched to the crop and back, resized as OpenCV's LANCZOS4;
+ *     the masked half black (-1), as MuseTalk masks it before normalising, in training and
+ *     inference alike.
  */
 export const PREPROCESSING_VERSION = 2;
 

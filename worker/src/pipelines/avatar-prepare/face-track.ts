@@ -3,9 +3,9 @@
  * best face per frame -> short gaps filled -> temporal smoothing -> MuseTalk's face rectangle
  * (with bbox_shift) -> that rectangle as the crop, inside the frame, stretched to 256x256.
  *
- * Everything except cropResize is a pure function over numbers, so it is cheap to test and rerun.
+ * All pure functions over numbers and pixels, so they are cheap to test and rerun.
  */
-import sharp from 'sharp';
+import { resizeLanczos4 } from './lanczos4';
 import type { FaceBox } from '../../inference/face-detector';
 import type { Rect } from '../shared/frames';
 
@@ -286,17 +286,12 @@ export function cropBoxes(track: ReadonlyArray<FaceGeometry>, frameWidth: number
 }
 
 /**
- * Cuts `box` out of an rgb24 frame and stretches it to size x size rgb24 with Lanczos-3 (MuseTalk
- * resizes its crops with Lanczos too, and stretches them the same way).
+ * Cuts `box` out of an rgb24 frame and stretches it to size x size rgb24 as MuseTalk does:
+ * cv2.resize with INTER_LANCZOS4, reproduced to the bit (lanczos4.ts).
  */
-export async function cropResize(rgb: Uint8Array, width: number, height: number, box: CropBox, size = 256): Promise<Uint8Array> {
+export function cropResize(rgb: Uint8Array, width: number, height: number, box: CropBox, size = 256): Uint8Array {
   if (box.x < 0 || box.y < 0 || box.width < 1 || box.height < 1 || box.x + box.width > width || box.y + box.height > height) {
     throw new RangeError(`crop ${box.width}x${box.height} at (${box.x}, ${box.y}) is not inside the ${width}x${height} frame`);
   }
-  const out = await sharp(rgb, { raw: { width, height, channels: 3 } })
-    .extract({ left: box.x, top: box.y, width: box.width, height: box.height })
-    .resize(size, size, { kernel: 'lanczos3', fit: 'fill' })
-    .raw()
-    .toBuffer();
-  return new Uint8Array(out.buffer, out.byteOffset, out.length);
+  return resizeLanczos4(rgb, width, box, size, size);
 }

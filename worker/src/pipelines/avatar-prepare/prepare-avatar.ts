@@ -138,7 +138,7 @@ export async function prepareAvatar(request: PrepareRequest, models: PrepareMode
   };
   let i = 0;
   for await (const frame of decodeFrames(source, { width, height, fps: request.fps, maxFrames: frameCount, signal: ctx.signal })) {
-    crop.set(await cropResize(frame, width, height, boxes[i]!, CROP_SIZE));
+    crop.set(cropResize(frame, width, height, boxes[i]!, CROP_SIZE));
     toNchw(crop, CROP_SIZE, masked, pending * plane, true);
     toNchw(crop, CROP_SIZE, whole, pending * plane, false);
     await loop.write(frame);

@@ -1,0 +1,84 @@
+"""Reference values for the worker's MuseTalk preprocessing, computed by MuseTalk's own rules
+(musetalk/utils/preprocessing.py, musetalk/models/vae.py) with numpy and OpenCV, written as JSON
+fixtures that worker/test/musetalk-reference.test.ts compares the TypeScript stages with.
+
+    python3 scripts/reference/musetalk_preprocess.py worker/test/fixtures/musetalk-reference
+
+Needs Debian's python3-numpy and python3-opencv only; `npm test` reads the committed JSON.
+"""
+import json
+import os
+import sys
+
+import cv2
+import numpy as np
+
+SIZE = 256
+# Strided samples keep the fixtures small; primes, so every channel and many rows are hit.
+STRIDE = 97  # uint8 crops
+FLOAT_STRIDE = 1009  # float tensors
+
+
+def pattern(width, height):
+    """A deterministic RGB frame with edges and texture, the same formula as the TypeScript test's."""
+    y, x = np.mgrid[0:height, 0:width].astype(np.int64)
+    channels = [(x * 31 + y * 17 + c * 101 + (x * y) % 97) % 256 for c in range(3)]
+    return np.stack(channels, axis=-1).astype(np.uint8)
+
+
+def crop_resized(frame_rgb, box):
+    """inference.py / realtime_inference.py: crop_frame = frame[y1:y2, x1:x2], then
+    cv2.resize(crop_frame, (256, 256), interpolation=cv2.INTER_LANCZOS4)."""
+    x1, y1, x2, y2 = box
+    return cv2.resize(frame_rgb[y1:y2, x1:x2], (SIZE, SIZE), interpolation=cv2.INTER_LANCZOS4)
+
+
+def preprocess_img(img_rgb, half_mask):
+    """vae.py preprocess_img on an already resized crop: [0,1], the lower half zeroed when masked
+    (mask rows < 128 kept), then Normalize([0.5], [0.5]); float32 CHW."""
+    x = img_rgb.astype(np.float32) / 255.0
+    x = np.transpose(x, (2, 0, 1))
+    if half_mask:
+        mask = np.zeros((SIZE, SIZE), dtype=np.float32)
+        mask[: SIZE // 2, :] = 1
+        x = x * (mask > 0.5)
+    return ((x - 0.5) / 0.5).astype(np.float32)
+
+
+def samples(array, stride=STRIDE):
+    flat = array.reshape(-1)
+    return {"stride": stride, "values": [v.item() for v in flat[::stride]]}
+
+
+def main(folder):
+    os.makedirs(folder, exist_ok=True)
+    width, height = 640, 360
+    frame = pattern(width, height)
+    cases = []
+    # Boxes as MuseTalk's rectangles come: taller than wide (downscaled across, upscaled down),
+    # larger than the crop both ways, smaller both ways, and touching the frame's edges.
+    for box in [(200, 40, 400, 330), (100, 20, 420, 350), (300, 100, 420, 230), (0, 0, 180, 260), (500, 150, 640, 360)]:
+        crop = crop_resized(frame, box)
+        cases.append({
+            "box": list(box),
+            "crop": samples(crop),
+            "whole": samples(preprocess_img(crop, False), FLOAT_STRIDE),
+            "masked": samples(preprocess_img(crop, True), FLOAT_STRIDE),
+        })
+    out = {
+        "source": "scripts/reference/musetalk_preprocess.py",
+        "opencv": cv2.__version__,
+        "numpy": np.__version__,
+        "frame": {"width": width, "height": height},
+        "cases": cases,
+    }
+    with open(os.path.join(folder, "preprocess.json"), "w") as f:
+        json.dump(out, f)
+        f.write("\n")
+    print(f"wrote {len(cases)} cases to {folder}/preprocess.json")
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 2:
+        sys.exit("usage: musetalk_preprocess.py OUTPUT_FOLDER")
+    main(sys.argv[1])
