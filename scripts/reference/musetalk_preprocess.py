@@ -45,6 +45,45 @@ def preprocess_img(img_rgb, half_mask):
     return ((x - 0.5) / 0.5).astype(np.float32)
 
 
+def landmark_rect(landmarks, detector_box, bbox_shift, frame_height, extra_margin=10):
+    """get_landmark_and_bbox's rectangle for one face (68 points, int32 as MuseTalk truncates them),
+    then v1.5's extra_margin (scripts/inference.py): the crop is frame[y1:y2, x1:x2]."""
+    lm = landmarks.astype(np.int32)
+    half_face_coord = lm[29].copy()
+    if bbox_shift != 0:
+        half_face_coord[1] = bbox_shift + half_face_coord[1]
+    half_face_dist = np.max(lm[:, 1]) - half_face_coord[1]
+    upper_bond = half_face_coord[1] - half_face_dist
+    x1, y1, x2, y2 = (int(np.min(lm[:, 0])), int(upper_bond), int(np.max(lm[:, 0])), int(np.max(lm[:, 1])))
+    if y2 - y1 <= 0 or x2 - x1 <= 0 or x1 < 0:
+        x1, y1, x2, y2 = detector_box
+    y2 = min(y2 + extra_margin, frame_height)
+    return [x1, y1, x2, y2]
+
+
+def landmark_cases(width, height):
+    """Faces of several sizes and places (some at the frame's edges), and bbox_shift values."""
+    rng = np.random.default_rng(20261203)
+    cases = []
+    for i in range(40):
+        size = int(rng.integers(40, 300))
+        cx = int(rng.integers(-size // 3, width + size // 3))
+        cy = int(rng.integers(size // 2, height))
+        # 68 points scattered over a face-shaped area; what the rules read is their extent and 28-30.
+        points = np.stack([cx + rng.normal(0, size / 4, 68), cy + rng.normal(0, size / 4, 68)], axis=1)
+        points[28:31, 0] = cx
+        points[28:31, 1] = cy - size // 6 + np.array([0, size // 12, size // 6])
+        detector = [cx - size // 2, cy - size // 2, cx + size // 2, cy + size // 2]
+        shift = [0, -10, 7, -40, 60][i % 5]
+        cases.append({
+            "landmarks": np.round(points, 1).tolist(),
+            "detector": detector,
+            "bboxShift": shift,
+            "rect": landmark_rect(np.round(points, 1), detector, shift, height),
+        })
+    return cases
+
+
 def samples(array, stride=STRIDE):
     flat = array.reshape(-1)
     return {"stride": stride, "values": [v.item() for v in flat[::stride]]}
@@ -71,6 +110,7 @@ def main(folder):
         "numpy": np.__version__,
         "frame": {"width": width, "height": height},
         "cases": cases,
+        "rects": landmark_cases(width, height),
     }
     with open(os.path.join(folder, "preprocess.json"), "w") as f:
         json.dump(out, f)

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, test } from 'node:test';
-import { cropResize } from '../src/pipelines/avatar-prepare/face-track';
+import { cropResize, rectFromLandmarks } from '../src/pipelines/avatar-prepare/face-track';
 import { toNchw } from '../src/pipelines/shared/frames';
 
 /**
@@ -17,6 +17,7 @@ interface Samples {
 interface Reference {
   frame: { width: number; height: number };
   cases: Array<{ box: [number, number, number, number]; crop: Samples; whole: Samples; masked: Samples }>;
+  rects: Array<{ landmarks: Array<[number, number]>; detector: [number, number, number, number]; bboxShift: number; rect: [number, number, number, number] }>;
 }
 
 const reference = JSON.parse(readFileSync(path.resolve(__dirname, '../../test/fixtures/musetalk-reference/preprocess.json'), 'utf8')) as Reference;
@@ -61,4 +62,28 @@ describe('MuseTalk preprocessing against its reference values (numpy + OpenCV)',
       }
     });
   }
+
+  test('the crop rectangle from 68 landmarks follows get_landmark_and_bbox and v1.5\'s extra_margin, but for the two edge cases it clips', () => {
+    let same = 0;
+    for (const [i, c] of reference.rects.entries()) {
+      const xs = c.landmarks.map(([x]) => Math.trunc(x));
+      const ys = c.landmarks.map(([, y]) => Math.trunc(y));
+      const extent = { minX: Math.min(...xs), maxX: Math.max(...xs), maxY: Math.max(...ys), y29: ys[29]! };
+      const [dx1, dy1, dx2, dy2] = c.detector;
+      const ours = rectFromLandmarks(extent, { x1: dx1, y1: dy1, x2: dx2, y2: dy2 }, width, height, { bboxShift: c.bboxShift });
+      const [x1, y1, x2, y2] = c.rect;
+      const top = extent.y29 + c.bboxShift - (extent.maxY - extent.y29 - c.bboxShift);
+      const landmarkRectValid = extent.maxY - top > 0 && extent.maxX - extent.minX > 0;
+      if (y1 >= 0 && x1 >= 0 && !(landmarkRectValid && extent.minX < 0)) {
+        // numpy slices past the right edge stop at it: the crop MuseTalk cuts is the one clipped there.
+        assert.deepEqual(ours, { x1, y1, x2: Math.min(x2, width), y2 }, `case ${i}`);
+        same++;
+      } else {
+        // MuseTalk would slice from a negative top (numpy wraps it round) or jump to the detector's box; the worker clips.
+        const expected = landmarkRectValid ? { x1: Math.max(0, extent.minX), y1: Math.max(0, top), x2: Math.min(width, extent.maxX), y2: Math.min(extent.maxY + 10, height) } : { x1: Math.max(0, dx1), y1: Math.max(0, dy1), x2: Math.min(width, dx2), y2: Math.min(dy2 + 10, height) };
+        assert.deepEqual(ours, expected, `case ${i} (clipped)`);
+      }
+    }
+    assert.ok(same >= 20, `${same} of ${reference.rects.length} cases away from the edges`);
+  });
 });

@@ -225,29 +225,46 @@ function landmarks(face: FaceGeometry): { left: number; right: number; chin: num
 }
 
 /**
- * MuseTalk's crop rectangle (musetalk/utils/preprocessing.py get_landmark_and_bbox, then v1.5's
- * extra_margin in scripts/inference.py): x from the leftmost to the rightmost landmark, bottom at
- * the chin, top as far above landmark 29 (moved down by bbox_shift) as the chin is below it, so
- * that landmark 29 + bbox_shift sits on the crop's middle row, the upper edge of the lower half that
- * MuseTalk masks and regenerates (v1.5's extra_margin then lowers it by half the margin, in MuseTalk
- * too). The top stops at 0; a shift so large that the top
- * falls below the chin falls back to the detector box, as MuseTalk does. Then extra_margin is added
- * below the chin; everything is clipped to the frame (MuseTalk falls back to the detector box when
- * x1 < 0 instead, which would jump the crop for a face at the left edge).
+ * What MuseTalk's rectangle rules read from the 68 landmarks (iBUG numbering, integers as MuseTalk
+ * truncates them): their x extent, the lowest point's y (the chin), and point 29's y.
+ */
+export interface LandmarkExtent {
+  minX: number;
+  maxX: number;
+  maxY: number;
+  y29: number;
+}
+
+/**
+ * MuseTalk's crop rectangle from landmarks (musetalk/utils/preprocessing.py get_landmark_and_bbox,
+ * then v1.5's extra_margin in scripts/inference.py): x from the leftmost to the rightmost landmark,
+ * bottom at the lowest one, top as far above point 29 (moved down by bbox_shift) as the bottom is
+ * below it, so that point 29 + bbox_shift sits on the crop's middle row, the upper edge of the half
+ * MuseTalk masks and regenerates (extra_margin then lowers it by half the margin, in MuseTalk too).
+ * An empty rectangle falls back to the detector's box, as in MuseTalk; then extra_margin goes below
+ * the chin, and the bottom stops at the frame's. Two deliberate differences, both for faces at the
+ * frame's edge: the top and the sides are clipped to the frame, where MuseTalk would slice from a
+ * negative top (numpy wraps it around to the frame's bottom) and would fall back to the detector's
+ * box when x1 < 0 (so the crop would jump as the face reaches the edge).
+ */
+export function rectFromLandmarks(extent: LandmarkExtent, detector: MuseTalkRect, frameWidth: number, frameHeight: number, options: CropOptions = {}): MuseTalkRect {
+  const [minX, maxX, maxY, y29] = [extent.minX, extent.maxX, extent.maxY, extent.y29].map(Math.trunc) as [number, number, number, number];
+  const mid = y29 + Math.trunc(options.bboxShift ?? 0);
+  let [x1, y1, x2, y2] = [minX, mid - (maxY - mid), maxX, maxY];
+  if (y2 - y1 <= 0 || x2 - x1 <= 0) [x1, y1, x2, y2] = [detector.x1, detector.y1, detector.x2, detector.y2];
+  y2 = Math.min(y2 + (options.extraMargin ?? 10), frameHeight);
+  return { x1: Math.max(0, x1), y1: Math.max(0, y1), x2: Math.min(frameWidth, x2), y2 };
+}
+
+/**
+ * MuseTalk's crop rectangle for a BlazeFace face, its landmark extent estimated from the box and
+ * keypoints (see landmarks()).
  */
 export function museTalkRect(face: FaceGeometry, frameWidth: number, frameHeight: number, options: CropOptions = {}): MuseTalkRect {
   const { left, right, chin, eyeY, noseY } = landmarks(face);
-  const mid = eyeY + ((noseY - eyeY) * 2) / 3 + (options.bboxShift ?? 0);
-  let x1 = Math.round(left), x2 = Math.round(right), y2 = Math.round(chin);
-  let y1 = Math.round(Math.max(0, mid - (chin - mid)));
-  if (y2 - y1 <= 0 || x2 - x1 <= 0) {
-    x1 = Math.round(face.x);
-    y1 = Math.round(face.y);
-    x2 = Math.round(face.x + face.width);
-    y2 = Math.round(face.y + face.height);
-  }
-  y2 = Math.min(y2 + (options.extraMargin ?? 10), frameHeight);
-  return { x1: Math.max(0, x1), y1: Math.max(0, y1), x2: Math.min(frameWidth, x2), y2 };
+  const extent = { minX: Math.round(left), maxX: Math.round(right), maxY: Math.round(chin), y29: Math.round(eyeY + ((noseY - eyeY) * 2) / 3) };
+  const detector = { x1: Math.round(face.x), y1: Math.round(face.y), x2: Math.round(face.x + face.width), y2: Math.round(face.y + face.height) };
+  return rectFromLandmarks(extent, detector, frameWidth, frameHeight, options);
 }
 
 /**
