@@ -3,6 +3,7 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, test } from 'node:test';
 import { cropResize, rectFromLandmarks } from '../src/pipelines/avatar-prepare/face-track';
+import { audioPromptFor, concatSegments, HIDDEN, LAYERS, PROMPT_SIZE, SEGMENT_FRAMES, SEGMENT_SAMPLES, segmentCount, StreamingAudioFeatures, videoFrameCount } from '../src/pipelines/lipsync/audio-features';
 import { toNchw } from '../src/pipelines/shared/frames';
 
 /**
@@ -86,4 +87,36 @@ describe('MuseTalk preprocessing against its reference values (numpy + OpenCV)',
     }
     assert.ok(same >= 20, `${same} of ${reference.rects.length} cases away from the edges`);
   });
+
+  const audio = JSON.parse(readFileSync(path.resolve(__dirname, '../../test/fixtures/musetalk-reference/audio.json'), 'utf8')) as {
+    cases: Array<{ samples: number; fps: number; frames: number; prompts: Array<{ frame: number } & Samples> }>;
+  };
+
+  /** The script's synthetic encoder output for one 30 s window: sin(t * 0.013 + layer * 0.7 + channel * 0.0031), t counted over all windows. */
+  function window(segment: number): Float32Array {
+    const out = new Float32Array(SEGMENT_FRAMES * LAYERS * HIDDEN);
+    for (let t = 0; t < SEGMENT_FRAMES; t++) {
+      for (let l = 0; l < LAYERS; l++) {
+        for (let c = 0; c < HIDDEN; c++) out[(t * LAYERS + l) * HIDDEN + c] = Math.sin((segment * SEGMENT_FRAMES + t) * 0.013 + l * 0.7 + c * 0.0031);
+      }
+    }
+    return out;
+  }
+
+  for (const c of audio.cases) {
+    test(`audio prompts for ${c.samples / 16000} s at ${c.fps} fps follow get_whisper_chunk and PositionalEncoding, whole and streamed`, async () => {
+      assert.equal(videoFrameCount(c.samples, c.fps), c.frames, 'num_frames');
+      const windows = Array.from({ length: segmentCount(c.samples) }, (_, k) => window(k));
+      const features = concatSegments(windows, c.samples);
+      const stream = new StreamingAudioFeatures(new Float32Array(c.samples), async (_all, offset) => windows[offset / SEGMENT_SAMPLES]!, c.fps);
+      const out = new Float32Array(PROMPT_SIZE);
+      for (const expected of c.prompts) {
+        const whole = worst(audioPromptFor(features, expected.frame, c.fps), expected);
+        assert.ok(whole.diff <= 1e-5, `frame ${expected.frame}: differs by ${whole.diff} at ${whole.at}`);
+        await stream.prepare(expected.frame, expected.frame);
+        const streamed = worst(stream.promptFor(expected.frame, out), expected);
+        assert.ok(streamed.diff <= 1e-5, `frame ${expected.frame} streamed: differs by ${streamed.diff} at ${streamed.at}`);
+      }
+    });
+  }
 });
