@@ -7,12 +7,11 @@ worker/test/musetalk-reference.test.ts.
 
 Needs numpy only.
 """
-import json
 import math
-import os
-import sys
 
 import numpy as np
+
+from fixture import run, write_fixture
 
 SR = 16000
 AUDIO_FPS = 50
@@ -61,7 +60,6 @@ def whisper_chunks(librosa_length, fps, left=2, right=2):
 
 
 def main(folder):
-    os.makedirs(folder, exist_ok=True)
     cases = []
     for seconds, fps in [(61.0, 25), (10.3, 30), (7.0, 29.97)]:
         samples = int(round(seconds * SR))
@@ -71,13 +69,8 @@ def main(folder):
             "samples": samples, "fps": fps, "frames": len(prompts),
             "prompts": [{"frame": i, "stride": STRIDE, "values": [v.item() for v in prompts[i].reshape(-1)[::STRIDE]]} for i in picked],
         })
-    with open(os.path.join(folder, "audio.json"), "w") as f:
-        json.dump({"source": "scripts/reference/musetalk_audio.py", "numpy": np.__version__, "cases": cases}, f)
-        f.write("\n")
-    print(f"wrote {len(cases)} cases to {folder}/audio.json")
+    write_fixture(folder, "audio.json", {"source": "scripts/reference/musetalk_audio.py", "numpy": np.__version__, "cases": cases})
 
 
 if __name__ == "__main__":
-    if len(sys.argv) != 2:
-        sys.exit("usage: musetalk_audio.py OUTPUT_FOLDER")
-    main(sys.argv[1])
+    run(main, "musetalk_audio.py")

@@ -6,12 +6,11 @@ fixtures that worker/test/musetalk-reference.test.ts compares the TypeScript sta
 
 Needs Debian's python3-numpy and python3-opencv only; `npm test` reads the committed JSON.
 """
-import json
-import os
-import sys
 
 import cv2
 import numpy as np
+
+from fixture import run, write_fixture
 
 SIZE = 256
 # Strided samples keep the fixtures small; primes, so every channel and many rows are hit.
@@ -90,7 +89,6 @@ def samples(array, stride=STRIDE):
 
 
 def main(folder):
-    os.makedirs(folder, exist_ok=True)
     width, height = 640, 360
     frame = pattern(width, height)
     cases = []
@@ -112,13 +110,8 @@ def main(folder):
         "cases": cases,
         "rects": landmark_cases(width, height),
     }
-    with open(os.path.join(folder, "preprocess.json"), "w") as f:
-        json.dump(out, f)
-        f.write("\n")
-    print(f"wrote {len(cases)} cases to {folder}/preprocess.json")
+    write_fixture(folder, "preprocess.json", out)
 
 
 if __name__ == "__main__":
-    if len(sys.argv) != 2:
-        sys.exit("usage: musetalk_preprocess.py OUTPUT_FOLDER")
-    main(sys.argv[1])
+    run(main, "musetalk_preprocess.py")
