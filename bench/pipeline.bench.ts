@@ -22,11 +22,11 @@ import { writeDevModelSet } from '@avatar-fleet/worker/dist/src/inference/dev-mo
 import { ModelLoader } from '@avatar-fleet/worker/dist/src/inference/model-loader';
 import type { MuseTalkNetworks } from '@avatar-fleet/worker/dist/src/inference/musetalk';
 import { binaries, decodeAudio, h264Output } from '@avatar-fleet/worker/dist/src/media/ffmpeg';
-import { logMelWindows } from '@avatar-fleet/worker/dist/src/media/mel';
+import { logMelWindow } from '@avatar-fleet/worker/dist/src/media/mel';
 import { readManifest } from '@avatar-fleet/worker/dist/src/pipelines/avatar-prepare/bundle';
 import { prepareAvatar, type PrepareModels } from '@avatar-fleet/worker/dist/src/pipelines/avatar-prepare/prepare-avatar';
 import { lipsync } from '@avatar-fleet/worker/dist/src/pipelines/lipsync/lipsync';
-import { audioPromptFor, concatSegments, videoFrameCount } from '@avatar-fleet/worker/dist/src/pipelines/lipsync/audio-features';
+import { StreamingAudioFeatures, videoFrameCount } from '@avatar-fleet/worker/dist/src/pipelines/lipsync/audio-features';
 import type { JobContext } from '@avatar-fleet/worker/dist/src/pipelines/pipeline';
 import { drawFace, facePlanes, featheredMask, firstMaskedRow, nchwToYuv, patchArea, patchPlanes } from '@avatar-fleet/worker/dist/src/pipelines/shared/frames';
 import { createLogger } from '@avatar-fleet/worker/dist/src/runtime/logger';
@@ -131,12 +131,14 @@ async function stagesAlone(root: string, audioFile: string, frames: number, mode
   const manifest = (await readManifest(ctx.storage, 'bench', ctx.scratchDir))!;
   let t = performance.now();
   const samples = await decodeAudio(audioFile);
-  const windows = logMelWindows(samples);
-  const hidden = await Promise.all(windows.map((w) => models.musetalk.whisper(w)));
-  const features = concatSegments(hidden, samples.length);
+  // As lipsync runs it: windows encoded as the frames reach them, a batch of 8 at a time.
+  const audio = new StreamingAudioFeatures(samples, (all, offset) => models.musetalk.whisper(logMelWindow(all, offset)));
   const total = videoFrameCount(samples.length, 25);
   const prompt = new Float32Array(50 * 384);
-  for (let i = 0; i < total; i++) audioPromptFor(features, i, 25, prompt);
+  for (let first = 0; first < total; first += 8) {
+    await audio.prepare(first, Math.min(first + 8, total) - 1);
+    for (let i = first; i < Math.min(first + 8, total); i++) audio.promptFor(i, prompt);
+  }
   const audioX = samples.length / 16_000 / ((performance.now() - t) / 1000);
   const face = new Float32Array(3 * 256 * 256).fill(0.2);
   const mask = featheredMask(256);

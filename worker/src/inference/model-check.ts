@@ -1,58 +1,15 @@
 import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import * as ort from 'onnxruntime-node';
-import { MUSETALK_FILES } from './musetalk-contract';
+import { errorMessage, firstLine } from '../runtime/logger';
+import { MUSETALK_CONTRACT, type NetworkRule, type TensorRule } from './musetalk-contract';
 
 /**
- * Checks a MuseTalk model folder against the contract the worker relies on (docs/models.md): the
- * four files, each network's input names, dtypes and shapes, its first output, a run on zeros, and
- * metadata.json. One verdict per file, so an export that is wrong says where and how before a
- * worker ever loads it.
+ * Checks a MuseTalk model folder against the contract the worker relies on (MUSETALK_CONTRACT,
+ * docs/models.md): the four files, each network's input names, dtypes and shapes, its first output,
+ * a run on zeros, and metadata.json. One verdict per file, so an export that is wrong says where
+ * and how before a worker ever loads it.
  */
-
-type Dim = number | 'batch';
-
-interface TensorRule {
-  name: string;
-  dtypes: readonly ort.Tensor.Type[];
-  shape: readonly Dim[];
-}
-
-interface NetworkRule {
-  file: string;
-  inputs: readonly TensorRule[];
-  /** The first output (the only one the worker reads). */
-  output: TensorRule;
-}
-
-const FLOAT: readonly ort.Tensor.Type[] = ['float32', 'float16'];
-
-export const MUSETALK_CONTRACT: readonly NetworkRule[] = [
-  {
-    file: MUSETALK_FILES.unet,
-    inputs: [
-      { name: 'latent', dtypes: FLOAT, shape: ['batch', 8, 32, 32] },
-      { name: 'timestep', dtypes: ['int64'], shape: [1] },
-      { name: 'audio_prompt', dtypes: FLOAT, shape: ['batch', 50, 384] },
-    ],
-    output: { name: 'latent_out', dtypes: FLOAT, shape: ['batch', 4, 32, 32] },
-  },
-  {
-    file: MUSETALK_FILES.vaeEncoder,
-    inputs: [{ name: 'image', dtypes: FLOAT, shape: ['batch', 3, 256, 256] }],
-    output: { name: 'moments', dtypes: FLOAT, shape: ['batch', 8, 32, 32] },
-  },
-  {
-    file: MUSETALK_FILES.vaeDecoder,
-    inputs: [{ name: 'latent', dtypes: FLOAT, shape: ['batch', 4, 32, 32] }],
-    output: { name: 'image', dtypes: FLOAT, shape: ['batch', 3, 256, 256] },
-  },
-  {
-    file: MUSETALK_FILES.whisper,
-    inputs: [{ name: 'input_features', dtypes: FLOAT, shape: ['batch', 80, 3000] }],
-    output: { name: 'hidden_states', dtypes: FLOAT, shape: ['batch', 1500, 5, 384] },
-  },
-];
 
 export interface Verdict {
   file: string;
@@ -73,7 +30,7 @@ const shapeText = (shape: ReadonlyArray<number | string>) => `[${shape.join(',')
 function compare(kind: 'input' | 'output', meta: Metadata, rule: TensorRule): { problems: string[]; batch?: number | null } {
   if (!meta.isTensor) return { problems: [`${kind} '${meta.name}' is not a tensor`] };
   const problems: string[] = [];
-  if (!rule.dtypes.includes(meta.type)) problems.push(`${kind} '${meta.name}' is ${meta.type}; the worker ${kind === 'input' ? 'feeds' : 'reads'} ${rule.dtypes.join(' or ')}`);
+  if (!(rule.dtypes as readonly string[]).includes(meta.type)) problems.push(`${kind} '${meta.name}' is ${meta.type}; the worker ${kind === 'input' ? 'feeds' : 'reads'} ${rule.dtypes.join(' or ')}`);
   if (meta.shape.length !== rule.shape.length) {
     problems.push(`${kind} '${meta.name}' has shape ${shapeText(meta.shape)}; the contract is ${shapeText(rule.shape)}`);
     return { problems };
@@ -109,7 +66,7 @@ async function checkNetwork(dir: string, rule: NetworkRule): Promise<Verdict> {
   try {
     session = await ort.InferenceSession.create(file, { executionProviders: ['cpu'], logSeverityLevel: 3, graphOptimizationLevel: 'basic' });
   } catch (error) {
-    return verdict(false, `onnxruntime cannot open it: ${String(error instanceof Error ? error.message : error).split('\n')[0]}`);
+    return verdict(false, `onnxruntime cannot open it: ${firstLine(error)}`);
   }
   try {
     const problems: string[] = [];
@@ -151,7 +108,7 @@ async function checkNetwork(dir: string, rule: NetworkRule): Promise<Verdict> {
     try {
       output = (await session.run(feeds))[first!.name]!;
     } catch (error) {
-      return verdict(false, `declared right, but a run on zeros failed: ${String(error instanceof Error ? error.message : error).split('\n')[0]}`, notes, batch);
+      return verdict(false, `declared right, but a run on zeros failed: ${firstLine(error)}`, notes, batch);
     }
     const ms = Math.round(performance.now() - started);
     const want = rule.output.shape.map((d) => (d === 'batch' ? runBatch : d));
@@ -175,7 +132,7 @@ function checkMetadata(dir: string, networks: readonly Verdict[]): Verdict {
   try {
     meta = JSON.parse(readFileSync(file, 'utf8'));
   } catch (error) {
-    return verdict(false, `not valid JSON: ${error instanceof Error ? error.message : String(error)}`);
+    return verdict(false, `not valid JSON: ${errorMessage(error)}`);
   }
   if (typeof meta !== 'object' || meta === null || Array.isArray(meta)) return verdict(false, 'not a JSON object');
   const m = meta as Record<string, unknown>;

@@ -3,7 +3,7 @@ import os from 'node:os';
 import path from 'node:path';
 import * as ort from 'onnxruntime-node';
 import type { Logger } from '../runtime/logger';
-import { errorMessage } from '../runtime/logger';
+import { errorMessage, firstLine } from '../runtime/logger';
 
 export type ExecutionProviderChoice = 'auto' | 'tensorrt' | 'cuda' | 'cpu';
 
@@ -117,8 +117,4 @@ export class ModelLoader {
     this.chosen = 'cpu';
     return session;
   }
-}
-
-function firstLine(error: unknown): string {
-  return errorMessage(error).split('\n')[0]!.slice(0, 300);
 }

@@ -45,3 +45,8 @@ export function createLogger(level: LogLevel = 'info', bound: LogFields = {}): L
 export function errorMessage(error: unknown): string {
   return error instanceof Error ? error.message : String(error);
 }
+
+/** The first line of an error's message, at most 300 characters: native libraries' messages run on. */
+export function firstLine(error: unknown): string {
+  return errorMessage(error).split('\n')[0]!.slice(0, 300);
+}

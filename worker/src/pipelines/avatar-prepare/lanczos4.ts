@@ -21,6 +21,9 @@ function roundEven(v: number): number {
   return Math.abs(v % 1) === 0.5 && r % 2 !== 0 ? r - 1 : r;
 }
 
+/** interpolateLanczos4's float weights before scaling (OpenCV keeps them in float). */
+const coeffs = new Float32Array(8);
+
 /** interpolateLanczos4(x): the 8 weights for a sample at fraction x past tap 3, in fixed point. */
 function weights(x: number, out: Int16Array, at: number): void {
   if (x < FLT_EPSILON) {
@@ -28,7 +31,6 @@ function weights(x: number, out: Int16Array, at: number): void {
     out[at + 3] = COEF_SCALE;
     return;
   }
-  const coeffs = new Float32Array(8);
   const y0 = -(x + 3) * Math.PI * 0.25;
   const [s0, c0] = [Math.sin(y0), Math.cos(y0)];
   let sum = 0;

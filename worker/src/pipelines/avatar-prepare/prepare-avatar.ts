@@ -60,13 +60,18 @@ async function detectFaces(detector: FaceDetector, rgb: Uint8Array, width: numbe
   return found.sort((a, b) => b.score - a.score);
 }
 
+/** The parameters a bundle made now for `request` would record: one that records others is rebuilt. */
+export function bundleParams(request: Pick<PrepareRequest, 'fps' | 'bboxShift'>, models: PrepareModels): BundleParams {
+  return { fps: request.fps, bboxShift: request.bboxShift, modelVersion: models.musetalk.version, detector: DETECTOR_ID, preprocessing: PREPROCESSING_VERSION };
+}
+
 /**
  * Builds (or reuses) the avatar bundle for `request`: face boxes from BlazeFace on every frame,
  * smoothed; 256x256 crops VAE-encoded masked and whole; blend masks; the frames as a video that
  * plays forward then backward. A bundle made with the same parameters and model version is reused.
  */
 export async function prepareAvatar(request: PrepareRequest, models: PrepareModels, ctx: JobContext): Promise<BundleManifest & { reused: boolean }> {
-  const params: BundleParams = { fps: request.fps, bboxShift: request.bboxShift, modelVersion: models.musetalk.version, detector: DETECTOR_ID, preprocessing: PREPROCESSING_VERSION };
+  const params = bundleParams(request, models);
   const existing = await readManifest(ctx.storage, request.avatarId, ctx.scratchDir, ctx.signal).catch(() => undefined);
   if (existing && sameParams(existing.params, params) && existing.source === request.source) {
     ctx.log.info('avatar bundle reused', { avatarId: request.avatarId, frames: existing.frameCount });

@@ -183,8 +183,6 @@ function fillPrompt(frames: number, frameAt: (src: number) => Float32Array, fram
 export class StreamingAudioFeatures {
   readonly frames: number;
   private readonly held = new Map<number, Float32Array>();
-  /** Whisper runs so far (one per window, unless frames are asked for out of order). */
-  encoded = 0;
   /** The most windows held at once. */
   peakHeld = 0;
 
@@ -208,7 +206,6 @@ export class StreamingAudioFeatures {
       const hidden = await this.encode(this.samples, segment * SEGMENT_SAMPLES);
       if (hidden.length !== SEGMENT_FRAMES * FRAME_SIZE) throw new RangeError(`segment ${segment} has ${hidden.length} values, expected ${SEGMENT_FRAMES * FRAME_SIZE}`);
       this.held.set(segment, hidden);
-      this.encoded++;
       this.peakHeld = Math.max(this.peakHeld, this.held.size);
     }
   }

@@ -8,8 +8,8 @@ import { logMelWindow, SAMPLE_RATE } from '../../media/mel';
 import { PipelineError, type JobContext } from '../pipeline';
 import { BoundedQueue, runStages } from '../shared/bounded-queue';
 import { drawAlpha, drawColour, facePlanes, firstMaskedRow, nchwToYuv, patchArea, patchPlanes, type Rect } from '../shared/frames';
-import { CROP_SIZE, LATENT_SIZE, loopLength, MASK_SIZE, PREPROCESSING_VERSION, readBundleData, readManifest, sameParams, sourceFrame, type BundleManifest } from '../avatar-prepare/bundle';
-import { DETECTOR_ID, prepareAvatar, type PrepareModels } from '../avatar-prepare/prepare-avatar';
+import { CROP_SIZE, LATENT_SIZE, loopLength, MASK_SIZE, readBundleData, readManifest, sameParams, sourceFrame, type BundleManifest } from '../avatar-prepare/bundle';
+import { bundleParams, prepareAvatar, type PrepareModels } from '../avatar-prepare/prepare-avatar';
 import { StreamingAudioFeatures, videoFrameCount } from './audio-features';
 
 /** Longest speech a lipsync job takes (10 minutes); longer is refused, not truncated. */
@@ -35,8 +35,7 @@ async function avatarFor(input: LipsyncInput, models: PrepareModels, ctx: JobCon
   }
   const manifest = await readManifest(ctx.storage, input.avatarId!, ctx.scratchDir, ctx.signal);
   if (!manifest) throw new PipelineError('avatar_not_found', `avatar ${input.avatarId} does not exist; run avatar.prepare first`);
-  const current = { ...manifest.params, modelVersion: models.musetalk.version, detector: DETECTOR_ID, preprocessing: PREPROCESSING_VERSION };
-  if (sameParams(manifest.params, current)) return manifest;
+  if (sameParams(manifest.params, bundleParams(manifest.params, models))) return manifest;
   ctx.log.info('avatar bundle made for other models or by older preprocessing; rebuilding it', { avatarId: manifest.avatarId });
   return prepareAvatar({ avatarId: manifest.avatarId, source: manifest.source, fps: manifest.params.fps, bboxShift: manifest.params.bboxShift }, models, ctx);
 }
