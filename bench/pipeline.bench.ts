@@ -157,7 +157,7 @@ async function measure(root: string, pass: Pass, seconds: number): Promise<RunRe
   const dev = await loadDev(root);
   const modelTime = { ms: 0 };
   const stand = pass === 'dev' ? undefined : standIn(dev.musetalk.version, dev.musetalk.batchSize, modelTime, pass === 'standin' ? MODEL_MS_PER_FRAME : 0);
-  const models: PrepareModels = { faces: dev.faces, musetalk: stand ?? timed(dev.musetalk, modelTime) };
+  const models: PrepareModels = { faces: dev.faces, landmarks: dev.landmarks, musetalk: stand ?? timed(dev.musetalk, modelTime) };
   // memoryUsage.rss() alone: memoryUsage() also walks the heap, which showed in the profile.
   let peak = process.memoryUsage.rss();
   const sampler = setInterval(() => (peak = Math.max(peak, process.memoryUsage.rss())), 50);

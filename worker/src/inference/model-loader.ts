@@ -24,6 +24,11 @@ export interface ModelLoaderOptions {
   threads?: number;
 }
 
+/** onnxruntime's create, for a path or bytes alike (its overloads take one or the other). */
+function create(model: string | Uint8Array, options: ort.InferenceSession.SessionOptions): Promise<ort.InferenceSession> {
+  return typeof model === 'string' ? ort.InferenceSession.create(model, options) : ort.InferenceSession.create(model, options);
+}
+
 /**
  * Opens ONNX sessions from MODEL_DIR on one execution provider for the whole worker. `auto` tries
  * CUDA first, `tensorrt` TensorRT then CUDA: onnxruntime-node throws (rather than falling back)
@@ -87,7 +92,15 @@ export class ModelLoader {
     return session;
   }
 
-  private async open(file: string): Promise<ort.InferenceSession> {
+  /** A model built in memory when the worker starts (the landmark network, from its package's weights). */
+  async builtSession(model: Uint8Array, label: string): Promise<ort.InferenceSession> {
+    const session = await this.open(model);
+    this.opened.push(label);
+    return session;
+  }
+
+  /** `file` is a path or the model's bytes (onnxruntime takes either). */
+  private async open(file: string | Uint8Array): Promise<ort.InferenceSession> {
     // One core is left to ffmpeg and the JavaScript stages that run beside inference; sessions run
     // one at a time per job, so they share the rest rather than fight over it.
     const base: ort.InferenceSession.SessionOptions = {
@@ -97,14 +110,14 @@ export class ModelLoader {
       intraOpNumThreads: this.options.threads ?? Math.max(1, os.availableParallelism() - 1),
       interOpNumThreads: 1,
     };
-    if (this.chosen) return ort.InferenceSession.create(file, { ...base, executionProviders: [this.chosen] });
+    if (this.chosen) return create(file, { ...base, executionProviders: [this.chosen] });
     // Tried in order until one loads: TensorRT only when configured, then CUDA, then the CPU.
     const choice = this.options.executionProvider;
     const candidates: Array<'tensorrt' | 'cuda'> = choice === 'tensorrt' ? ['tensorrt', 'cuda'] : choice === 'cpu' ? [] : ['cuda'];
     for (const [i, provider] of candidates.entries()) {
       try {
         // Fatal-only while probing: the failure is expected on CPU hosts and reported below in one line.
-        const session = await ort.InferenceSession.create(file, { ...base, logSeverityLevel: 4, executionProviders: [provider] });
+        const session = await create(file, { ...base, logSeverityLevel: 4, executionProviders: [provider] });
         this.chosen = provider;
         return session;
       } catch (error) {
@@ -113,7 +126,7 @@ export class ModelLoader {
         this.options.log.warn(`${provider === 'cuda' ? 'CUDA' : 'TensorRT'} execution provider unavailable; using ${next}`, { reason: firstLine(error) });
       }
     }
-    const session = await ort.InferenceSession.create(file, { ...base, executionProviders: ['cpu'] });
+    const session = await create(file, { ...base, executionProviders: ['cpu'] });
     this.chosen = 'cpu';
     return session;
   }

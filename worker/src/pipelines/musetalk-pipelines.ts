@@ -1,4 +1,5 @@
 import { BLAZEFACE_MODEL_PATH, FaceDetector } from '../inference/face-detector';
+import { FaceLandmarker } from '../inference/face-landmarks';
 import { MuseTalkModels } from '../inference/musetalk';
 import { prepareAvatar, prepareResult, type PrepareModels } from './avatar-prepare/prepare-avatar';
 import { lipsync } from './lipsync/lipsync';
@@ -7,11 +8,15 @@ import type { ModelLoader } from '../inference/model-loader';
 import type { Logger } from '../runtime/logger';
 import { canEncode, type VideoCodec } from '../media/ffmpeg';
 
-/** The MuseTalk networks from MODEL_DIR and the bundled face detector, loaded and warmed. */
+/**
+ * The MuseTalk networks from MODEL_DIR, the bundled face detector and the landmark network (built
+ * from the weights its npm package ships), loaded and warmed.
+ */
 export async function loadModels(loader: ModelLoader, log: Logger): Promise<PrepareModels> {
   const musetalk = await MuseTalkModels.load(loader, log);
   const faces = new FaceDetector(await loader.bundledSession(BLAZEFACE_MODEL_PATH, 'blazeface/face_detection_front_128x128'));
-  return { musetalk, faces };
+  const landmarks = new FaceLandmarker(await loader.builtSession(FaceLandmarker.modelBytes(), 'face-api/face_landmark_68'));
+  return { musetalk, faces, landmarks };
 }
 
 /** NVENC where it works (a GPU with the driver's video capability and an ffmpeg built with it), else libx264. */

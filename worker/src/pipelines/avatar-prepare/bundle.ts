@@ -21,9 +21,12 @@ export const MASK_SIZE = CROP_SIZE * CROP_SIZE;
  *     lower half mid-grey (0 after normalising);
  *  2: MuseTalk's rectangle itself, stretched to the crop and back, resized as OpenCV's LANCZOS4;
  *     the masked half black (-1), as MuseTalk masks it before normalising, in training and
- *     inference alike.
+ *     inference alike;
+ *  3: the rectangle from 68 landmarks (face-api's network) rather than estimated from BlazeFace's
+ *     six keypoints; the blend mask from the landmarks (MuseTalk's "jaw" mode) rather than a
+ *     fixed feathered rectangle.
  */
-export const PREPROCESSING_VERSION = 2;
+export const PREPROCESSING_VERSION = 3;
 
 /** Everything that changes the bundle's content: a bundle made with other parameters is rebuilt, never reused. */
 export interface BundleParams {

@@ -1,12 +1,14 @@
 /**
- * Turns per-frame face detections of an avatar video into a steady per-frame crop for MuseTalk:
- * best face per frame -> short gaps filled -> temporal smoothing -> MuseTalk's face rectangle
- * (with bbox_shift) -> that rectangle as the crop, inside the frame, stretched to 256x256.
+ * Turns per-frame faces of an avatar video (detector box + 68 landmarks) into a steady per-frame
+ * crop for MuseTalk: best face per frame -> short gaps filled -> temporal smoothing -> MuseTalk's
+ * face rectangle from the landmarks (with bbox_shift) -> that rectangle as the crop, inside the
+ * frame, stretched to 256x256.
  *
  * All pure functions over numbers and pixels, so they are cheap to test and rerun.
  */
 import { resizeLanczos4 } from './lanczos4';
 import type { FaceBox } from '../../inference/face-detector';
+import { LANDMARK_COUNT } from '../../inference/face-landmarks';
 import type { Rect } from '../shared/frames';
 
 export type FaceTrackErrorCode = 'no_face' | 'face_lost';
@@ -25,13 +27,19 @@ export class FaceTrackError extends Error {
   }
 }
 
+/** A detected face with its 68 landmarks (x0, y0, x1, y1, ... in source pixels, iBUG order). */
+export interface FaceObservation extends FaceBox {
+  landmarks: Float32Array;
+}
+
 /** A face in one frame after tracking, in source pixels. */
 export interface TrackedFace {
   x: number;
   y: number;
   width: number;
   height: number;
-  keypoints: Array<[number, number]>;
+  /** The 68 landmarks, x0, y0, x1, y1, ... */
+  landmarks: Float32Array;
   /** False where the frame had no detection and the face was interpolated (or held at an end). */
   detected: boolean;
 }
@@ -43,11 +51,9 @@ export interface TrackOptions {
   smoothSigma?: number;
 }
 
-/** Per frame: x, y, width, height, then 6 keypoints (x, y): BlazeFace's own 16 values. */
-const V = 16;
-const NUM_KEYPOINTS = 6;
-// BlazeFace keypoint order: right eye, left eye, nose tip, mouth, right tragion, left tragion.
-const RIGHT_EYE = 0, LEFT_EYE = 1, NOSE = 2;
+/** Per frame: the detector's x, y, width, height, then the landmarks' 136 values. */
+const POINTS = LANDMARK_COUNT * 2;
+const V = 4 + POINTS;
 
 function overlap(a: FaceBox, b: FaceBox): number {
   const w = Math.min(a.x + a.width, b.x + b.width) - Math.max(a.x, b.x);
@@ -61,11 +67,11 @@ function overlap(a: FaceBox, b: FaceBox): number {
  * followed before (IoU > 0.3) wins over a better scoring face elsewhere, so a passer-by or a poster
  * does not take over the track for a frame.
  */
-export function pickFaces(detections: ReadonlyArray<ReadonlyArray<FaceBox>>): Array<FaceBox | undefined> {
-  let previous: FaceBox | undefined;
+export function pickFaces<F extends FaceBox>(detections: ReadonlyArray<ReadonlyArray<F>>): Array<F | undefined> {
+  let previous: F | undefined;
   return detections.map((faces) => {
-    let best: FaceBox | undefined;
-    let bestNear: FaceBox | undefined;
+    let best: F | undefined;
+    let bestNear: F | undefined;
     for (const face of faces) {
       if (!best || face.score > best.score) best = face;
       if (previous && overlap(face, previous) > 0.3 && (!bestNear || face.score > bestNear.score)) bestNear = face;
@@ -86,7 +92,7 @@ function range(first: number, last: number): string {
  * smoothed. Throws FaceTrackError `no_face` when no frame has a face and `face_lost` naming the
  * first longer gap.
  */
-export function trackFaces(detections: ReadonlyArray<ReadonlyArray<FaceBox>>, options: TrackOptions = {}): TrackedFace[] {
+export function trackFaces(detections: ReadonlyArray<ReadonlyArray<FaceObservation>>, options: TrackOptions = {}): TrackedFace[] {
   const maxGap = options.maxGapFrames ?? 5;
   const sigma = options.smoothSigma ?? 2;
   const n = detections.length;
@@ -96,13 +102,9 @@ export function trackFaces(detections: ReadonlyArray<ReadonlyArray<FaceBox>>, op
   picked.forEach((face, i) => {
     if (!face) return;
     detected[i] = 1;
+    if (face.landmarks.length !== POINTS) throw new RangeError(`frame ${i}: face has ${face.landmarks.length / 2} landmarks, expected ${LANDMARK_COUNT}`);
     values.set([face.x, face.y, face.width, face.height], i * V);
-    for (let k = 0; k < NUM_KEYPOINTS; k++) {
-      const kp = face.keypoints[k];
-      if (!kp) throw new RangeError(`frame ${i}: face has ${face.keypoints.length} keypoints, expected ${NUM_KEYPOINTS}`);
-      values[i * V + 4 + k * 2] = kp[0];
-      values[i * V + 5 + k * 2] = kp[1];
-    }
+    values.set(face.landmarks, i * V + 4);
   });
   if (!detected.includes(1)) {
     throw new FaceTrackError('no_face', 0, Math.max(0, n - 1), n === 0 ? 'the video has no frames' : `no face detected in any of the ${n} frames (${range(0, n - 1)})`);
@@ -130,9 +132,8 @@ export function trackFaces(detections: ReadonlyArray<ReadonlyArray<FaceBox>>, op
   const out: TrackedFace[] = [];
   for (let i = 0; i < n; i++) {
     const o = i * V;
-    const keypoints: Array<[number, number]> = [];
-    for (let k = 0; k < NUM_KEYPOINTS; k++) keypoints.push([smooth[o + 4 + k * 2]!, smooth[o + 5 + k * 2]!]);
-    out.push({ x: smooth[o]!, y: smooth[o + 1]!, width: smooth[o + 2]!, height: smooth[o + 3]!, keypoints, detected: detected[i] === 1 });
+    const landmarks = Float32Array.from(smooth.subarray(o + 4, o + V));
+    out.push({ x: smooth[o]!, y: smooth[o + 1]!, width: smooth[o + 2]!, height: smooth[o + 3]!, landmarks, detected: detected[i] === 1 });
   }
   return out;
 }
@@ -211,18 +212,7 @@ export interface CropOptions {
   extraMargin?: number;
 }
 
-type FaceGeometry = Pick<TrackedFace, 'x' | 'y' | 'width' | 'height' | 'keypoints'>;
-
-/**
- * Where MuseTalk's 68-point landmarks would be, estimated from BlazeFace. Checked on the fixture
- * photo: the box's sides lie on the cheek contour (the jaw points' x extent) and its bottom on the
- * chin. Landmark 29 (the midline MuseTalk uses) is two thirds of the way down the nose bridge, which
- * runs in 4 evenly spaced points (27-30) from eye level to the nose tip (keypoint 2).
- */
-function landmarks(face: FaceGeometry): { left: number; right: number; chin: number; eyeY: number; noseY: number } {
-  const eyeY = (face.keypoints[RIGHT_EYE]![1] + face.keypoints[LEFT_EYE]![1]) / 2;
-  return { left: face.x, right: face.x + face.width, chin: face.y + face.height, eyeY, noseY: face.keypoints[NOSE]![1] };
-}
+type FaceGeometry = Pick<TrackedFace, 'x' | 'y' | 'width' | 'height' | 'landmarks'>;
 
 /**
  * What MuseTalk's rectangle rules read from the 68 landmarks (iBUG numbering, integers as MuseTalk
@@ -256,30 +246,37 @@ export function rectFromLandmarks(extent: LandmarkExtent, detector: MuseTalkRect
   return { x1: Math.max(0, x1), y1: Math.max(0, y1), x2: Math.min(frameWidth, x2), y2 };
 }
 
-/**
- * MuseTalk's crop rectangle for a BlazeFace face, its landmark extent estimated from the box and
- * keypoints (see landmarks()).
- */
+/** What MuseTalk's rules read from 68 landmarks (x0, y0, x1, y1, ...). */
+export function landmarkExtent(landmarks: Float32Array): LandmarkExtent {
+  let minX = Infinity, maxX = -Infinity, maxY = -Infinity;
+  for (let i = 0; i < landmarks.length; i += 2) {
+    minX = Math.min(minX, landmarks[i]!);
+    maxX = Math.max(maxX, landmarks[i]!);
+    maxY = Math.max(maxY, landmarks[i + 1]!);
+  }
+  return { minX, maxX, maxY, y29: landmarks[2 * 29 + 1]! };
+}
+
+/** MuseTalk's crop rectangle for a tracked face: its landmarks, the detector's box as the fallback. */
 export function museTalkRect(face: FaceGeometry, frameWidth: number, frameHeight: number, options: CropOptions = {}): MuseTalkRect {
-  const { left, right, chin, eyeY, noseY } = landmarks(face);
-  const extent = { minX: Math.round(left), maxX: Math.round(right), maxY: Math.round(chin), y29: Math.round(eyeY + ((noseY - eyeY) * 2) / 3) };
+  const extent = landmarkExtent(face.landmarks);
   const detector = { x1: Math.round(face.x), y1: Math.round(face.y), x2: Math.round(face.x + face.width), y2: Math.round(face.y + face.height) };
   return rectFromLandmarks(extent, detector, frameWidth, frameHeight, options);
 }
 
 /**
- * The range of bbox_shift MuseTalk suggests (it prints "[-(lm30 - lm29) ~ (lm29 - lm28)]"
- * averaged over the frames): one nose-bridge step, a third of the eye-to-nose-tip height.
+ * The range of bbox_shift MuseTalk suggests: "[-(y30 - y29) ~ (y29 - y28)]" on its truncated
+ * landmarks, each averaged over the frames and truncated: about one nose-bridge step each way.
  */
-export function bboxShiftRange(track: ReadonlyArray<FaceGeometry>): { min: number; max: number } {
+export function bboxShiftRange(track: ReadonlyArray<Pick<FaceGeometry, 'landmarks'>>): { min: number; max: number } {
   if (track.length === 0) return { min: 0, max: 0 };
-  let sum = 0;
-  for (const face of track) {
-    const { eyeY, noseY } = landmarks(face);
-    sum += (noseY - eyeY) / 3;
+  let minus = 0, plus = 0;
+  for (const { landmarks } of track) {
+    const y = (i: number) => Math.trunc(landmarks[2 * i + 1]!);
+    minus += y(30) - y(29);
+    plus += y(29) - y(28);
   }
-  const step = Math.trunc(sum / track.length);
-  return { min: -step, max: step };
+  return { min: -Math.trunc(minus / track.length), max: Math.trunc(plus / track.length) };
 }
 
 /** A crop in source pixels, entirely inside the frame (integers): where the face is cut and pasted back. */

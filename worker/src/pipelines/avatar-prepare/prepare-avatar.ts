@@ -2,6 +2,7 @@ import path from 'node:path';
 import { mkdir, rm } from 'node:fs/promises';
 import type { AvatarPrepareResult } from '@avatar-fleet/contracts';
 import { scaleFaceBox, type FaceBox, type FaceDetector } from '../../inference/face-detector';
+import { landmarkBox, type FaceLandmarker } from '../../inference/face-landmarks';
 import { VAE_SCALE, type MuseTalkNetworks } from '../../inference/musetalk';
 import { decodeFrames, MediaError, probe, startEncoder, type VideoCodec } from '../../media/ffmpeg';
 import { fetchMedia } from '../../media/fetch-media';
@@ -11,9 +12,10 @@ import { featheredMask, toNchw } from '../shared/frames';
 import {
   bundlePrefix, CROP_SIZE, LATENT_SIZE, MASK_SIZE, PREPROCESSING_VERSION, readManifest, sameParams, writeBundle, type BundleManifest, type BundleParams,
 } from './bundle';
-import { cropBoxes, cropResize, FaceTrackError, trackFaces, type CropBox } from './face-track';
+import { cropBoxes, cropResize, FaceTrackError, trackFaces, type CropBox, type FaceObservation } from './face-track';
 
-export const DETECTOR_ID = 'blazeface-front-128';
+/** The face detector and the landmark network: other ones mean other crops, so a bundle is rebuilt. */
+export const DETECTOR_ID = 'blazeface-front-128+face-api-landmark-68';
 /** Longest source accepted, in frames at the bundle's fps (a minute at 25 fps). */
 export const MAX_SOURCE_FRAMES = 1_500;
 /** Detection runs on a copy no wider than this: BlazeFace sees 128 px anyway. */
@@ -22,6 +24,7 @@ const DETECT_WIDTH = 640;
 export interface PrepareModels {
   musetalk: MuseTalkNetworks;
   faces: FaceDetector;
+  landmarks: FaceLandmarker;
   /** The codec of lipsync outputs (the avatar loop is always libx264, tuned for decoding). */
   videoCodec?: VideoCodec;
 }
@@ -60,6 +63,19 @@ async function detectFaces(detector: FaceDetector, rgb: Uint8Array, width: numbe
   return found.sort((a, b) => b.score - a.score);
 }
 
+/** Faces further down a frame's list than this get no landmarks: only the best few can be followed. */
+const MAX_FACES = 4;
+
+/** The faces of a frame (on a copy `scale` times the source's size) with their landmarks, in source pixels. */
+async function observeFaces(models: PrepareModels, rgb: Uint8Array, width: number, height: number, scale: number): Promise<FaceObservation[]> {
+  const out: FaceObservation[] = [];
+  for (const face of (await detectFaces(models.faces, rgb, width, height)).slice(0, MAX_FACES)) {
+    const landmarks = await models.landmarks.detect(rgb, width, height, landmarkBox(face));
+    out.push({ ...scaleFaceBox(face, 1 / scale), landmarks: landmarks.map((v) => v / scale) });
+  }
+  return out;
+}
+
 /** The parameters a bundle made now for `request` would record: one that records others is rebuilt. */
 export function bundleParams(request: Pick<PrepareRequest, 'fps' | 'bboxShift'>, models: PrepareModels): BundleParams {
   return { fps: request.fps, bboxShift: request.bboxShift, modelVersion: models.musetalk.version, detector: DETECTOR_ID, preprocessing: PREPROCESSING_VERSION };
@@ -90,10 +106,10 @@ export async function prepareAvatar(request: PrepareRequest, models: PrepareMode
   const scale = Math.min(1, DETECT_WIDTH / width);
   const dw = even(width * scale);
   const dh = even(height * scale);
-  const detections: FaceBox[][] = [];
+  const detections: FaceObservation[][] = [];
   for await (const frame of decodeFrames(source, { width: dw, height: dh, fps: request.fps, signal: ctx.signal })) {
     if (detections.length >= MAX_SOURCE_FRAMES) throw new MediaError('media_too_long', `the source is longer than ${MAX_SOURCE_FRAMES} frames at ${request.fps} fps`);
-    detections.push((await detectFaces(models.faces, frame, dw, dh)).map((face) => scaleFaceBox(face, 1 / scale)));
+    detections.push(await observeFaces(models, frame, dw, dh, scale));
     if (detections.length % 10 === 0) ctx.progress('detect', Math.min(0.99, detections.length / MAX_SOURCE_FRAMES));
   }
   if (detections.length === 0) throw new MediaError('no_video', 'the source has no decodable frame');
