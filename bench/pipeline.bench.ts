@@ -23,12 +23,12 @@ import { ModelLoader } from '@avatar-fleet/worker/dist/src/inference/model-loade
 import type { MuseTalkNetworks } from '@avatar-fleet/worker/dist/src/inference/musetalk';
 import { binaries, decodeAudio, h264Output } from '@avatar-fleet/worker/dist/src/media/ffmpeg';
 import { logMelWindow } from '@avatar-fleet/worker/dist/src/media/mel';
-import { readManifest } from '@avatar-fleet/worker/dist/src/pipelines/avatar-prepare/bundle';
+import { MASK_SIZE, readBundleData, readManifest } from '@avatar-fleet/worker/dist/src/pipelines/avatar-prepare/bundle';
 import { prepareAvatar, type PrepareModels } from '@avatar-fleet/worker/dist/src/pipelines/avatar-prepare/prepare-avatar';
 import { lipsync } from '@avatar-fleet/worker/dist/src/pipelines/lipsync/lipsync';
 import { StreamingAudioFeatures, videoFrameCount } from '@avatar-fleet/worker/dist/src/pipelines/lipsync/audio-features';
 import type { JobContext } from '@avatar-fleet/worker/dist/src/pipelines/pipeline';
-import { drawFace, facePlanes, featheredMask, firstMaskedRow, nchwToYuv, patchArea, patchPlanes } from '@avatar-fleet/worker/dist/src/pipelines/shared/frames';
+import { drawFace, facePlanes, firstMaskedRow, nchwToYuv, patchArea, patchPlanes } from '@avatar-fleet/worker/dist/src/pipelines/shared/frames';
 import { createLogger } from '@avatar-fleet/worker/dist/src/runtime/logger';
 import { createStorage } from '@avatar-fleet/worker/dist/src/storage/create-storage';
 import { jobContext } from '@avatar-fleet/worker/dist/test/helpers/job-context';
@@ -141,7 +141,7 @@ async function stagesAlone(root: string, audioFile: string, frames: number, mode
   }
   const audioX = samples.length / 16_000 / ((performance.now() - t) / 1000);
   const face = new Float32Array(3 * 256 * 256).fill(0.2);
-  const mask = featheredMask(256);
+  const mask = (await readBundleData(ctx.storage, manifest, ctx.scratchDir)).masks.subarray(0, MASK_SIZE);
   const [x, y, width, height] = manifest.boxes[0]!;
   const box = { x, y, width, height };
   const patch = patchPlanes(patchArea([box], [firstMaskedRow(mask, 256)], 256, manifest.width, manifest.height));

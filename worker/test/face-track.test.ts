@@ -7,7 +7,6 @@ import { BLAZEFACE_MODEL_PATH, FaceDetector } from '../src/inference/face-detect
 import { FaceLandmarker, landmarkBox } from '../src/inference/face-landmarks';
 import {
   bboxShiftRange,
-  cropBoxes,
   cropResize,
   FaceTrackError,
   museTalkRect,
@@ -178,7 +177,7 @@ describe('face track over a video', () => {
       faces.push({ ...face(random() * 700 + 300, random() * 400 + 200, size), detected: true });
     }
     for (const [w, h] of [[1280, 720], [720, 1280], [256, 200]] as const) {
-      for (const b of cropBoxes(faces, w, h, { bboxShift: 5 })) {
+      for (const b of faces.map((f) => rectCrop(museTalkRect(f, w, h, { bboxShift: 5 }), w, h))) {
         assert.ok([b.x, b.y, b.width, b.height].every(Number.isInteger), JSON.stringify(b));
         assert.ok(b.width >= 1 && b.height >= 1 && b.x >= 0 && b.y >= 0 && b.x + b.width <= w && b.y + b.height <= h, `${JSON.stringify(b)} in ${w}x${h}`);
       }
@@ -218,7 +217,7 @@ describe('face track over a video', () => {
       faces.push({ ...found, landmarks: await landmarker.detect(rgb, info.width, info.height, landmarkBox(found)) });
     }
     const track = trackFaces([faces, faces, faces]);
-    const [box] = cropBoxes(track, info.width, info.height);
+    const box = rectCrop(museTalkRect(track[0]!, info.width, info.height), info.width, info.height);
     assert.ok(box);
     // Face (README): cheeks x 177-272, chin y 178; eyes y ~104, nose tip y 125.
     // The sides on the jaw line's extent, within 5 px of the hand annotation.

@@ -294,11 +294,6 @@ export function rectCrop(rect: MuseTalkRect, frameWidth: number, frameHeight: nu
   return { x, y, width: Math.max(1, Math.min(rect.x2, frameWidth) - x), height: Math.max(1, Math.min(rect.y2, frameHeight) - y) };
 }
 
-/** The crop of every tracked frame. */
-export function cropBoxes(track: ReadonlyArray<FaceGeometry>, frameWidth: number, frameHeight: number, options: CropOptions = {}): CropBox[] {
-  return track.map((face) => rectCrop(museTalkRect(face, frameWidth, frameHeight, options), frameWidth, frameHeight));
-}
-
 /**
  * Cuts `box` out of an rgb24 frame and stretches it to size x size rgb24 as MuseTalk does:
  * cv2.resize with INTER_LANCZOS4, reproduced to the bit (lanczos4.ts).

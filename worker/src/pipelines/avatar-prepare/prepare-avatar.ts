@@ -8,11 +8,12 @@ import { decodeFrames, MediaError, probe, startEncoder, type VideoCodec } from '
 import { fetchMedia } from '../../media/fetch-media';
 import { reversedFrames } from '../../media/ping-pong';
 import { PipelineError, type JobContext } from '../pipeline';
-import { featheredMask, toNchw } from '../shared/frames';
+import { toNchw } from '../shared/frames';
+import { jawBlendMask } from './blend-mask';
 import {
   bundlePrefix, CROP_SIZE, LATENT_SIZE, MASK_SIZE, PREPROCESSING_VERSION, readManifest, sameParams, writeBundle, type BundleManifest, type BundleParams,
 } from './bundle';
-import { cropBoxes, cropResize, FaceTrackError, trackFaces, type CropBox, type FaceObservation } from './face-track';
+import { cropResize, FaceTrackError, museTalkRect, rectCrop, trackFaces, type CropBox, type FaceObservation, type TrackedFace } from './face-track';
 
 /** The face detector and the landmark network: other ones mean other crops, so a bundle is rebuilt. */
 export const DETECTOR_ID = 'blazeface-front-128+face-api-landmark-68';
@@ -113,13 +114,15 @@ export async function prepareAvatar(request: PrepareRequest, models: PrepareMode
     if (detections.length % 10 === 0) ctx.progress('detect', Math.min(0.99, detections.length / MAX_SOURCE_FRAMES));
   }
   if (detections.length === 0) throw new MediaError('no_video', 'the source has no decodable frame');
-  let boxes: CropBox[];
+  let track: TrackedFace[];
   try {
-    boxes = cropBoxes(trackFaces(detections), width, height, { bboxShift: request.bboxShift });
+    track = trackFaces(detections);
   } catch (error) {
     if (error instanceof FaceTrackError) throw new PipelineError(error.code, error.message, false);
     throw error;
   }
+  const rects = track.map((face) => museTalkRect(face, width, height, { bboxShift: request.bboxShift }));
+  const boxes: CropBox[] = rects.map((rect) => rectCrop(rect, width, height));
   const frameCount = boxes.length;
 
   // Pass 2: crops -> VAE latents (masked + reference), the forward frames into the loop video, and a
@@ -131,8 +134,9 @@ export async function prepareAvatar(request: PrepareRequest, models: PrepareMode
   const forward = frameCount > 2 ? startEncoder({ output: forwardFile, width, height, fps: request.fps, crf: 0, signal: ctx.signal }) : undefined;
   const batch = models.musetalk.batchSize;
   const latents = new Float32Array(frameCount * LATENT_SIZE);
+  // MuseTalk's "jaw" blend mask per frame, from the frame's landmarks.
   const masks = new Uint8Array(frameCount * MASK_SIZE);
-  const mask = featheredMask(CROP_SIZE);
+  track.forEach((face, i) => masks.set(jawBlendMask(face.landmarks, rects[i]!, boxes[i]!, CROP_SIZE), i * MASK_SIZE));
   const plane = 3 * CROP_SIZE * CROP_SIZE;
   const masked = new Float32Array(batch * plane);
   const whole = new Float32Array(batch * plane);
@@ -151,7 +155,6 @@ export async function prepareAvatar(request: PrepareRequest, models: PrepareMode
         latents[out + j] = m[k * LATENT_SIZE + j]! * VAE_SCALE;
         latents[out + half + j] = r[k * LATENT_SIZE + j]! * VAE_SCALE;
       }
-      masks.set(mask, (done + k) * MASK_SIZE);
     }
     done += pending;
     pending = 0;

@@ -70,29 +70,6 @@ function clamp(v: number): number {
   return v <= 0 ? 0 : v >= 255 ? 255 : v;
 }
 
-/**
- * The blend mask in crop space (0-255): the lower part of the face, where the mouth moves, fully
- * generated; the rest kept from the source; a smooth ramp of `feather` pixels between them so no
- * seam shows. Starts a little above the middle, as MuseTalk's masks cover the upper lip.
- */
-export function featheredMask(size = 256, feather = 24, top = 0.45): Uint8Array {
-  const mask = new Uint8Array(size * size);
-  const start = top * size;
-  const side = Math.max(4, Math.round(size * 0.06));
-  for (let y = 0; y < size; y++) {
-    const vy = Math.min(1, Math.max(0, (y - start) / feather)) * Math.min(1, Math.max(0, (size - 1 - y) / side));
-    for (let x = 0; x < size; x++) {
-      const vx = Math.min(1, Math.max(0, x / side), Math.max(0, (size - 1 - x) / side));
-      mask[y * size + x] = Math.round(255 * smooth(vy) * smooth(vx));
-    }
-  }
-  return mask;
-}
-
-function smooth(t: number): number {
-  return t * t * (3 - 2 * t);
-}
-
 /** A rectangle in frame pixels (a face box, or where the patches go). */
 export type Rect = PatchArea;
 
