@@ -151,18 +151,25 @@ export function ellipseKernel(width: number, height: number): Uint8Array {
  */
 function morph(src: Uint8Array, size: number, rows: readonly KernelRow[], hit: 0 | 255): Uint8Array {
   const next = new Int32Array(size * (size + 1));
+  const last = new Int32Array(size).fill(-1);
   for (let y = 0; y < size; y++) {
     const base = y * (size + 1);
     next[base + size] = size;
-    for (let x = size - 1; x >= 0; x--) next[base + x] = src[y * size + x] === hit ? x : next[base + x + 1]!;
+    for (let x = size - 1; x >= 0; x--) {
+      next[base + x] = src[y * size + x] === hit ? x : next[base + x + 1]!;
+      if (last[y] === -1 && next[base + x] === x) last[y] = x;
+    }
   }
   const dst = new Uint8Array(size * size).fill(255 - hit);
   for (let y = 0; y < size; y++) {
     for (const { dy, from, to } of rows) {
       const sy = y + dy;
-      if (sy < 0 || sy >= size) continue;
+      // A source row without `hit` (most rows of a dilation) cannot change the output row, and
+      // only columns within the kernel's reach of its first and last `hit` can.
+      if (sy < 0 || sy >= size || last[sy] === -1) continue;
       const base = sy * (size + 1);
-      for (let x = 0; x < size; x++) {
+      const end = Math.min(size - 1, last[sy]! - from);
+      for (let x = Math.max(0, next[base]! - to); x <= end; x++) {
         const a = x + from < 0 ? 0 : x + from;
         const b = x + to > size - 1 ? size - 1 : x + to;
         if (a <= b && next[base + a]! <= b) dst[y * size + x] = hit;
