@@ -19,7 +19,10 @@ import { cropResize, FaceTrackError, museTalkRect, rectCrop, trackFaces, type Cr
 export const DETECTOR_ID = 'blazeface-front-128+face-api-landmark-68';
 /** Longest source accepted, in frames at the bundle's fps (a minute at 25 fps). */
 export const MAX_SOURCE_FRAMES = 1_500;
-/** Detection runs on a copy no wider than this: BlazeFace sees 128 px anyway. */
+/**
+ * Detection runs on a copy no wider than this: BlazeFace sees 128 px anyway, and the landmark network
+ * 112 px of the face, so only faces narrower than about a sixth of the frame lose detail to the copy.
+ */
 const DETECT_WIDTH = 640;
 
 export interface PrepareModels {
@@ -83,8 +86,9 @@ export function bundleParams(request: Pick<PrepareRequest, 'fps' | 'bboxShift'>,
 }
 
 /**
- * Builds (or reuses) the avatar bundle for `request`: face boxes from BlazeFace on every frame,
- * smoothed; 256x256 crops VAE-encoded masked and whole; blend masks; the frames as a video that
+ * Builds (or reuses) the avatar bundle for `request`: face boxes from BlazeFace and 68 landmarks on
+ * every frame, smoothed; MuseTalk's rectangles from the landmarks; 256x256 crops VAE-encoded masked
+ * and whole; jaw-mode blend masks from the landmarks; the frames as a video that
  * plays forward then backward. A bundle made with the same parameters and model version is reused.
  */
 export async function prepareAvatar(request: PrepareRequest, models: PrepareModels, ctx: JobContext): Promise<BundleManifest & { reused: boolean }> {
