@@ -1,3 +1,4 @@
+import { AddressPolicy } from '../src/media/address-guard';
 import assert from 'node:assert/strict';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
@@ -14,7 +15,7 @@ import { createStorage } from '../src/storage/create-storage';
 const client = new WorkerClient({ baseUrl: 'http://127.0.0.1:9', apiKey: 'k', timeoutMs: 200 });
 const storageRoot = mkdtempSync(path.join(os.tmpdir(), 'runner-storage-'));
 const scratchRoot = mkdtempSync(path.join(os.tmpdir(), 'runner-scratch-'));
-const deps = (handlers: HandlerMap) => ({ handlers, client, storage: createStorage({ driver: 'local', local: { root: storageRoot } }), scratchRoot, log: createLogger('error') });
+const deps = (handlers: HandlerMap) => ({ handlers, client, storage: createStorage({ driver: 'local', local: { root: storageRoot } }), scratchRoot, mediaAccess: new AddressPolicy(), log: createLogger('error') });
 const job = (input: Record<string, unknown> = { avatarId: 'a-1', audio: 'https://media.example/a.wav' }, timeoutSec = 60) =>
   new RunningJob({ id: '00000000-0000-4000-8000-00000000000' + Math.floor(Math.random() * 10), kind: 'lipsync', input, attempt: 3, leaseToken: '00000000-0000-4000-8000-0000000000aa', timeoutSec });
 

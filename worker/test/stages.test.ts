@@ -1,3 +1,4 @@
+import { AddressPolicy } from '../src/media/address-guard';
 import assert from 'node:assert/strict';
 import { mkdtempSync, readFileSync, writeFileSync, mkdirSync } from 'node:fs';
 import http from 'node:http';
@@ -55,7 +56,8 @@ describe('fetching a job\'s media into the scratch folder', () => {
   before(() => new Promise<void>((r) => server.listen(0, '127.0.0.1', () => { base = `http://127.0.0.1:${(server.address() as { port: number }).port}`; r(); })));
   after(() => { server.closeAllConnections(); server.close(); });
   const storageRoot = path.join(dir, 'bucket');
-  const options = { storage: createStorage({ driver: 'local', local: { root: storageRoot } }), scratchDir: dir };
+  // The test server is on loopback, which job URLs may reach only when allowed (address-guard.test.ts).
+  const options = { storage: createStorage({ driver: 'local', local: { root: storageRoot } }), scratchDir: dir, access: new AddressPolicy(['127.0.0.1']) };
 
   test('http(s) URLs and storage keys both arrive as local files', async () => {
     assert.equal(readFileSync(await fetchMedia(`${base}/clip.mp4`, 'a.mp4', options), 'utf8').length, 1000);

@@ -6,6 +6,7 @@ import { IsIn, IsNumberString, IsOptional, Matches, ValidateIf, validateSync } f
 import { EnvVar, JOB_KIND_NAMES, PROVIDERS, WORKER_ID_PATTERN, type JobKind, type Provider, type WorkerMode } from '@avatar-fleet/contracts';
 import { B2_DEFAULT_LARGE_FILE_MB, B2_DEFAULT_PART_SIZE_MB, type StorageSettings } from '../storage/storage';
 import type { LogLevel } from '../runtime/logger';
+import { AddressPolicy } from '../media/address-guard';
 
 const HTTP_URL = /^https?:\/\/[^\s/]+(\/\S*)?$/;
 const URL_HINT = 'must be an http(s) URL, e.g. https://api.example.com (is the scheme missing?)';
@@ -190,6 +191,13 @@ export class WorkerEnv {
   @IsOptional() @IsNumberString({}, { message: `SHUTDOWN_GRACE_SEC ${NUMBER_HINT}` }) SHUTDOWN_GRACE_SEC?: string;
   @EnvVar({ defaultText: 'the OS temp folder', description: 'Where each job gets its own scratch folder, removed when the job ends.' })
   @IsOptional() SCRATCH_DIR?: string;
+  @EnvVar({
+    defaultText: 'none',
+    description: 'Comma-separated IP addresses or CIDR ranges (e.g. `127.0.0.1,10.0.0.0/8`) that job media URLs may reach although ' +
+      'they are private, loopback or link-local. Every other such address is refused after DNS resolution, on every redirect ' +
+      '(`media_forbidden`), so a job cannot make a rented host fetch its cloud metadata or its LAN. For local development only.',
+  })
+  @IsOptional() MEDIA_FETCH_ALLOW?: string;
   @EnvVar({ default: DEFAULTS.LOG_LEVEL, description: 'Log level. Not the orchestrator\'s values: `log` is refused.' })
   @IsOptional() @IsIn(['debug', 'info', 'warn', 'error'], { message: 'LOG_LEVEL must be debug, info, warn or error' }) LOG_LEVEL?: string;
 
@@ -231,6 +239,8 @@ export interface WorkerConfig {
   port: number;
   shutdownGraceMs: number;
   scratchDir: string;
+  /** MEDIA_FETCH_ALLOW: private addresses job media URLs may reach anyway. */
+  mediaFetchAllow: string[];
   logLevel: LogLevel;
 }
 
@@ -253,6 +263,12 @@ export function loadWorkerConfig(env: NodeJS.ProcessEnv, cwd = process.cwd()): W
   }
   const e = plainToInstance(WorkerEnv, raw);
   const problems = validateSync(e).flatMap((v) => Object.values(v.constraints ?? {}));
+  const mediaFetchAllow = e.MEDIA_FETCH_ALLOW ? e.MEDIA_FETCH_ALLOW.split(',').map((entry) => entry.trim()).filter(Boolean) : [];
+  try {
+    new AddressPolicy(mediaFetchAllow);
+  } catch {
+    problems.push('MEDIA_FETCH_ALLOW must be a comma-separated list of IP addresses or CIDR ranges, e.g. 127.0.0.1,10.0.0.0/8');
+  }
   if (problems.length) throw new WorkerConfigError([...new Set(problems)]);
 
   const num = (v: string | undefined) => (v === undefined ? undefined : Number(v));
@@ -295,6 +311,7 @@ export function loadWorkerConfig(env: NodeJS.ProcessEnv, cwd = process.cwd()): W
     port: Number(e.WORKER_PORT ?? DEFAULTS.WORKER_PORT),
     shutdownGraceMs: (num(e.SHUTDOWN_GRACE_SEC) ?? DEFAULTS.SHUTDOWN_GRACE_SEC) * 1000,
     scratchDir: dir(e.SCRATCH_DIR, os.tmpdir()),
+    mediaFetchAllow,
     logLevel: (e.LOG_LEVEL as LogLevel | undefined) ?? DEFAULTS.LOG_LEVEL,
   };
 }
@@ -306,7 +323,7 @@ export const WORKER_ENV_NAMES = [
   'S3_ENDPOINT', 'S3_REGION', 'S3_BUCKET', 'S3_ACCESS_KEY_ID', 'S3_SECRET_ACCESS_KEY', 'LOCAL_STORAGE_DIR',
   'MODEL_DIR', 'MODEL_SYNC_ENABLED', 'MODEL_SYNC_DRIVER', 'MODEL_SYNC_BUCKET', 'MODEL_SYNC_KEY_ID', 'MODEL_SYNC_APP_KEY',
   'MODEL_SYNC_ENDPOINT', 'MODEL_SYNC_REGION', 'MODEL_SYNC_PREFIX', 'MODEL_SYNC_SOURCES', 'REQUIRE_REAL_MODELS', 'EXECUTION_PROVIDER', 'VIDEO_ENCODER',
-  'WORKER_PROVIDER', 'GPU_HOURLY_COST', 'WORKER_SLOTS', 'WORKER_KINDS', 'WORKER_PORT', 'SHUTDOWN_GRACE_SEC', 'SCRATCH_DIR', 'LOG_LEVEL',
+  'WORKER_PROVIDER', 'GPU_HOURLY_COST', 'WORKER_SLOTS', 'WORKER_KINDS', 'WORKER_PORT', 'SHUTDOWN_GRACE_SEC', 'SCRATCH_DIR', 'MEDIA_FETCH_ALLOW', 'LOG_LEVEL',
 ] as const;
 
 interface StorageFields {

@@ -4,12 +4,15 @@ import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import axios from 'axios';
 import type { ObjectStorage } from '../storage/storage';
+import { AddressRefusedError, type AddressPolicy } from './address-guard';
 import { StorageError } from '../storage/storage';
 import { MediaError } from './ffmpeg';
 
 export interface FetchOptions {
   storage: ObjectStorage;
   scratchDir: string;
+  /** Which addresses a URL may reach (public ones, plus MEDIA_FETCH_ALLOW), checked on every connection. */
+  access: AddressPolicy;
   signal?: AbortSignal;
   /** Largest download accepted; a bigger source fails the job instead of filling the disk. */
   maxBytes?: number;
@@ -39,6 +42,7 @@ export async function fetchMedia(ref: string, name: string, options: FetchOption
   const host = new URL(ref).host;
   try {
     const res = await axios.get(ref, {
+      ...options.access.agents(),
       responseType: 'stream', signal: options.signal, timeout: options.timeoutMs ?? 30_000, maxRedirects: 5,
       maxContentLength: -1, validateStatus: () => true, // the size limit is enforced below, as a media error
     });
@@ -64,6 +68,11 @@ export async function fetchMedia(ref: string, name: string, options: FetchOption
     await rm(file, { force: true });
     if (options.signal?.aborted) throw options.signal.reason;
     if (error instanceof MediaError) throw error;
+    // A refused address stays refused: the job's author must fix the URL (or an operator the allowlist).
+    const refused = (error as { cause?: unknown }).cause ?? error;
+    if (error instanceof AddressRefusedError || refused instanceof AddressRefusedError) {
+      throw new MediaError('media_forbidden', `GET ${host}: ${(refused as Error).message}`, false);
+    }
     // DNS failures, refused connections, time-outs: the source may be back later.
     throw new MediaError('media_unreadable', `GET ${host}: ${(error as Error).message}`, true);
   }

@@ -4,7 +4,7 @@ import { PipelineError } from '../pipelines/pipeline';
 
 /** A media problem a job reports as its failure. `retryable` only when another attempt may succeed. */
 export class MediaError extends PipelineError {
-  declare readonly code: 'media_unreadable' | 'no_audio' | 'no_video' | 'media_too_long' | 'ffmpeg_failed';
+  declare readonly code: 'media_unreadable' | 'media_forbidden' | 'no_audio' | 'no_video' | 'media_too_long' | 'ffmpeg_failed';
 
   constructor(code: MediaError['code'], message: string, retryable = false) {
     super(code, message, retryable);

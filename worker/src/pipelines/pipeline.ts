@@ -1,3 +1,4 @@
+import type { AddressPolicy } from '../media/address-guard';
 import type { JobInput, JobKind, JobResult } from '@avatar-fleet/contracts';
 import { JOB_KIND_NAMES } from '@avatar-fleet/contracts';
 import type { Logger } from '../runtime/logger';
@@ -17,6 +18,8 @@ export interface JobContext {
   putOutput(name: string, file: string, contentType?: string): Promise<StoredObject>;
   /** A fresh folder for this job, deleted when it ends however it ends. */
   scratchDir: string;
+  /** The addresses the job's media URLs may reach (see media/address-guard.ts). */
+  mediaAccess: AddressPolicy;
 }
 
 /** A pipeline step is a plain function: validated input in, JSON result out. */

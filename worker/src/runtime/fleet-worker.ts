@@ -1,3 +1,4 @@
+import { AddressPolicy } from '../media/address-guard';
 import { readFileSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
@@ -42,6 +43,8 @@ export class FleetWorker {
   private readonly stopping = new AbortController();
   private readonly stateListeners = new Set<() => void>();
   private stopped?: Promise<void>;
+  /** Job media URLs may reach public addresses and MEDIA_FETCH_ALLOW only. */
+  private readonly mediaAccess: AddressPolicy;
 
   constructor(
     readonly config: WorkerConfig,
@@ -49,6 +52,7 @@ export class FleetWorker {
     readonly log: Logger,
   ) {
     this.client = new WorkerClient({ baseUrl: config.orchestratorUrl, apiKey: config.internalApiKey });
+    this.mediaAccess = new AddressPolicy(config.mediaFetchAllow);
     this.heartbeats = new HeartbeatThread(log, {
       onReply: (reply, sent) => this.onHeartbeat(reply, sent),
       onFailure: (failure) => {
@@ -130,7 +134,7 @@ export class FleetWorker {
     this.running.set(running.job.id, running);
     this.stateChanged();
     try {
-      const outcome = await runJob(running, { handlers: this.pipelines.handlers, storage: this.storage, client: this.client, scratchRoot: this.config.scratchDir, log: this.log });
+      const outcome = await runJob(running, { handlers: this.pipelines.handlers, storage: this.storage, client: this.client, scratchRoot: this.config.scratchDir, mediaAccess: this.mediaAccess, log: this.log });
       if (outcome.kind === 'abandoned') {
         this.log.warn('job abandoned; its result will not be reported', { job: running.job.id, attempt: running.job.attempt, reason: outcome.reason });
         return { outcome };

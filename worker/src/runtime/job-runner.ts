@@ -1,3 +1,4 @@
+import type { AddressPolicy } from '../media/address-guard';
 import { mkdtemp, rm } from 'node:fs/promises';
 import type { ClassConstructor } from 'class-transformer';
 import path from 'node:path';
@@ -45,6 +46,8 @@ export interface JobRunnerDeps {
   storage: ObjectStorage;
   client: WorkerClient;
   scratchRoot: string;
+  /** The addresses job media URLs may reach. */
+  mediaAccess: AddressPolicy;
   log: Logger;
   /** Minimum gap between progress sends (a stage change is sent at once). */
   progressIntervalMs?: number;
@@ -83,6 +86,7 @@ export async function runJob(running: RunningJob, deps: JobRunnerDeps): Promise<
     storage: deps.storage,
     putOutput: (name, file, contentType) => deps.storage.putFile(attemptKey(job.id, job.attempt, name), file, { contentType, signal: running.controller.signal }),
     scratchDir,
+    mediaAccess: deps.mediaAccess,
   };
   const started = Date.now();
   log.info('job started');

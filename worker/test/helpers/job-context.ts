@@ -1,6 +1,7 @@
 import { mkdtempSync } from 'node:fs';
 import path from 'node:path';
 import type { JobKind } from '@avatar-fleet/contracts';
+import { AddressPolicy } from '../../src/media/address-guard';
 import type { JobContext } from '../../src/pipelines/pipeline';
 import type { Logger } from '../../src/runtime/logger';
 import { attemptKey, type ObjectStorage } from '../../src/storage/storage';
@@ -14,6 +15,7 @@ export function jobContext(kind: JobKind, storage: ObjectStorage, scratchRoot: s
     job: { id, kind, attempt: 1 }, log, signal: controller.signal, storage, scratchDir: mkdtempSync(path.join(scratchRoot, 'scratch-')),
     progress: (stage, fraction) => void progress.push([stage, fraction]),
     putOutput: (name, file, contentType) => storage.putFile(attemptKey(id, 1, name), file, { contentType }),
+    mediaAccess: new AddressPolicy(),
   };
   return { ctx, controller, progress };
 }

@@ -99,7 +99,7 @@ export async function prepareAvatar(request: PrepareRequest, models: PrepareMode
     return { ...existing, reused: true };
   }
   const dir = path.join(ctx.scratchDir, `prepare-${request.avatarId}`);
-  const source = await fetchMedia(request.source, `source-${request.avatarId}`, { storage: ctx.storage, scratchDir: ctx.scratchDir, signal: ctx.signal });
+  const source = await fetchMedia(request.source, `source-${request.avatarId}`, { storage: ctx.storage, scratchDir: ctx.scratchDir, signal: ctx.signal, access: ctx.mediaAccess });
   const info = await probe(source);
   if (!info.video) throw new MediaError('no_video', 'the source has no video or image stream');
   const width = even(info.video.width);

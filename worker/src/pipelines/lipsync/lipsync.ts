@@ -53,7 +53,7 @@ export async function lipsync(input: LipsyncInput, models: PrepareModels, ctx: J
   const bundle = await readBundleData(ctx.storage, manifest, ctx.scratchDir, ctx.signal);
 
   ctx.progress('audio', 0);
-  const audioFile = await fetchMedia(input.audio, 'speech', { storage: ctx.storage, scratchDir: ctx.scratchDir, signal: ctx.signal });
+  const audioFile = await fetchMedia(input.audio, 'speech', { storage: ctx.storage, scratchDir: ctx.scratchDir, signal: ctx.signal, access: ctx.mediaAccess });
   const samples = await decodeAudio(audioFile, { sampleRate: SAMPLE_RATE, maxSeconds: MAX_AUDIO_SECONDS, signal: ctx.signal });
   const fps = manifest.params.fps;
   // Whisper runs on each 30 s window as the frames reach it, so long audio holds two windows' features, not all.
