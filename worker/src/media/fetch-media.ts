@@ -43,6 +43,8 @@ export async function fetchMedia(ref: string, name: string, options: FetchOption
   try {
     const res = await axios.get(ref, {
       ...options.access.agents(),
+      // Through a proxy (HTTP_PROXY and the like) the proxy would resolve the name, past the guard.
+      proxy: false,
       responseType: 'stream', signal: options.signal, timeout: options.timeoutMs ?? 30_000, maxRedirects: 5,
       maxContentLength: -1, validateStatus: () => true, // the size limit is enforced below, as a media error
     });
