@@ -14,6 +14,11 @@ function nested(depth: number): unknown {
   return value;
 }
 
+/** A list cursor in the form the orchestrator issues them, with parts of our choosing. */
+function cursor(createdUs: string, id: string): string {
+  return Buffer.from(`${createdUs}.${id}`).toString('base64url');
+}
+
 interface Case {
   name: string;
   method?: string;
@@ -65,6 +70,9 @@ describe('bad input gets a 4xx naming the problem; bad keys get 401', () => {
     { name: 'list limit is not a number', method: 'GET', path: '/v1/jobs?limit=many', field: 'limit' },
     { name: 'list state unknown', method: 'GET', path: '/v1/jobs?state=done', field: 'state' },
     { name: 'forged cursor', method: 'GET', path: '/v1/jobs?cursor=bm90LWEtY3Vyc29y', field: 'cursor' },
+    // Both passed the old shape check and reached PostgreSQL (500): not a UUID, and past bigint.
+    { name: 'cursor id of 36 dashes', method: 'GET', path: `/v1/jobs?cursor=${cursor('1', '-'.repeat(36))}`, field: 'cursor' },
+    { name: 'cursor with a 20-digit time', method: 'GET', path: `/v1/jobs?cursor=${cursor('9'.repeat(20), randomUUID())}`, field: 'cursor' },
     { name: 'unknown worker command', path: '/v1/workers/w1/command', body: { command: 'reboot' }, field: 'command' },
     // class-transformer took a `constructor` key for the object's class (500) and dropped `toString` without a word.
     { name: 'constructor key inside input', path: '/v1/jobs', body: { kind: 'avatar.prepare', input: JSON.parse('{"source":"a.mp4","constructor":{"name":"x"}}') }, field: 'input.constructor' },

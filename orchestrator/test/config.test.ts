@@ -29,6 +29,17 @@ describe('orchestrator configuration', () => {
     }
   });
 
+  test('a key listed for two owners is refused, naming the owners and not the key', () => {
+    const key = 'shared-key-0123456789abcdef';
+    assert.throws(
+      () => loadConfig({ ...good, API_KEYS: `shop:${key}, ads:other-key-0123456789abcd, studio:${key}` }),
+      (error: Error) => error instanceof ConfigError && /API_KEYS/.test(error.message) && /\bshop\b/.test(error.message)
+        && /\bstudio\b/.test(error.message) && !/\bads\b/.test(error.message) && !error.message.includes(key),
+    );
+    // The same name twice with one key is redundant, not ambiguous.
+    assert.equal(loadConfig({ ...good, API_KEYS: `shop:${key},shop:${key}` }).apiKeys().get(key), 'shop');
+  });
+
   test('the process exits 2 with that message on bad configuration', () => {
     const main = path.resolve(__dirname, '../src/main.js');
     const run = spawnSync(process.execPath, [main], { env: { PATH: process.env.PATH, INTERNAL_API_KEY: 'has a space 0123456789' }, encoding: 'utf8' });

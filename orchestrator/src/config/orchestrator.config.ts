@@ -100,9 +100,28 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): OrchestratorCo
     if (value !== undefined && value !== '') picked[name] = value;
   }
   const result = validateDto(OrchestratorConfig, picked);
-  if (!result.ok) {
-    const lines = result.fields.map((f) => `  ${f.field}: ${f.problems.join('; ')}`);
-    throw new ConfigError(`invalid configuration (${result.fields.length} variable(s)):\n${lines.join('\n')}`);
+  const fields = result.ok ? [] : [...result.fields];
+  // Only a well-formed API_KEYS can be read pair by pair; a malformed one is reported as such above.
+  const shared = picked.API_KEYS && !fields.some((f) => f.field === 'API_KEYS') ? sharedKeys(picked.API_KEYS) : [];
+  if (shared.length) fields.push({ field: 'API_KEYS', problems: shared });
+  if (!result.ok || fields.length) {
+    const lines = fields.map((f) => `  ${f.field}: ${f.problems.join('; ')}`);
+    throw new ConfigError(`invalid configuration (${fields.length} variable(s)):\n${lines.join('\n')}`);
   }
   return result.value;
+}
+
+/**
+ * One problem per key that API_KEYS lists under more than one owner name: a key identifies its
+ * owner, so such a key would silently act as whichever name came last. Names the owners, never the key.
+ */
+function sharedKeys(apiKeys: string): string[] {
+  const owners = new Map<string, Set<string>>();
+  for (const pair of apiKeys.split(',')) {
+    const [name, key] = pair.trim().split(':') as [string, string];
+    owners.set(key, (owners.get(key) ?? new Set()).add(name));
+  }
+  return [...owners.values()]
+    .filter((names) => names.size > 1)
+    .map((names) => `one key is listed for the owners ${[...names].join(', ')}; give each owner its own key`);
 }

@@ -25,6 +25,8 @@ export class NotifyListener {
   private client: Client | null = null;
   private stopped = false;
   private retryMs = 100;
+  /** Why the connection is down, from when it dropped until it is listening again. */
+  private down: string | null = 'not started';
 
   constructor(private readonly connectionString: string) {}
 
@@ -66,12 +68,21 @@ export class NotifyListener {
     if (set) for (const handler of set) handler(payload);
   }
 
+  /**
+   * Null while this process hears notifications; otherwise why not. Without them parked claims
+   * and job waits fall back to their slow polls, so a health check reports it.
+   */
+  downReason(): string | null {
+    return this.down;
+  }
+
   async start(): Promise<void> {
     await this.connect();
   }
 
   async stop(): Promise<void> {
     this.stopped = true;
+    this.down = 'stopped';
     const client = this.client;
     this.client = null;
     await client?.end().catch(() => undefined);
@@ -80,16 +91,22 @@ export class NotifyListener {
   private async connect(): Promise<void> {
     const client = new Client({ connectionString: this.connectionString });
     client.on('notification', (msg) => this.fromDatabase(msg.channel as Channel, msg.payload ?? ''));
-    client.on('error', (err) => this.logger.warn(`LISTEN connection error: ${err.message}`));
+    let lastError = 'the connection closed';
+    client.on('error', (err) => {
+      lastError = err.message;
+      this.logger.warn(`LISTEN connection error: ${err.message}`);
+    });
     client.on('end', () => {
       if (this.client === client) {
         this.client = null;
+        this.down = `LISTEN connection lost (${lastError}); reconnecting`;
         this.scheduleReconnect();
       }
     });
     await client.connect();
     for (const channel of Object.values(Channels)) await client.query(`LISTEN ${channel}`);
     this.client = client;
+    this.down = null;
     this.retryMs = 100;
   }
 
@@ -107,6 +124,7 @@ export class NotifyListener {
           for (const handler of this.reconnectHandlers) handler();
         },
         (err: Error) => {
+          this.down = `LISTEN connection lost; reconnect failed (${err.message}); retrying`;
           this.logger.warn(`LISTEN reconnect failed: ${err.message}`);
           this.scheduleReconnect();
         },

@@ -84,7 +84,8 @@ export class FleetService {
       lost,
       cancelled: outcome.renewed.filter((r) => r.cancelRequested).map((r) => r.id),
       commands,
-      leaseExpiresAt: new Date(expiries.length ? Math.min(...expiries) : Date.now() + this.config.LEASE_TTL_SEC * 1000).toISOString(),
+      // Leases run on the database's clock; this process's clock may differ from it.
+      leaseExpiresAt: (expiries.length ? new Date(Math.min(...expiries)) : outcome.freshLeaseExpiresAt).toISOString(),
     };
   }
 
@@ -99,10 +100,14 @@ export class FleetService {
     }
   }
 
+  /**
+   * Stops the worker, then releases what it holds: stopped first, so that no claim can lease it a
+   * job after the release has looked (see WorkerRepository.stop).
+   */
   async deregister(workerId: string, reason?: string): Promise<DeregisterResponse> {
     const released = await this.db.transaction(async (c) => {
-      const ids = await this.leases.release(c, workerId);
-      return (await this.workers.stop(c, workerId)) ? ids : null;
+      if (!(await this.workers.stop(c, workerId))) return null;
+      return this.leases.release(c, workerId);
     });
     if (!released) throw notRegistered(workerId);
     this.logger.log(`worker ${workerId} deregistered${reason ? ` (${JSON.stringify(reason)})` : ''}; released ${released.length} job(s)`);

@@ -22,10 +22,15 @@ export class WorkerRepository {
     );
   }
 
-  /** Marks the worker stopped; false when there is no such worker. */
+  /**
+   * Marks the worker stopped; false when there is no such worker. The row is locked FOR UPDATE
+   * first: that waits for claims in flight for this worker (they hold KEY SHARE locks on it) and
+   * holds off later ones until the transaction ends, when they see it stopped.
+   */
   async stop(db: PoolClient, id: string): Promise<boolean> {
     const { rowCount } = await db.query(
-      `UPDATE workers SET state = 'stopped', activity = 'stopped', command = NULL WHERE id = $1`,
+      `WITH locked AS (SELECT id FROM workers WHERE id = $1 FOR UPDATE)
+       UPDATE workers w SET state = 'stopped', activity = 'stopped', command = NULL FROM locked WHERE w.id = locked.id`,
       [id],
     );
     return (rowCount ?? 0) > 0;

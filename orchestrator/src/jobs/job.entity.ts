@@ -41,6 +41,11 @@ export class JobEntity {
   @Column('int', { name: 'lease_losses', default: 0 }) leaseLosses!: number;
   @Column('uuid', { name: 'lease_token', nullable: true }) leaseToken!: string | null;
   @Column('timestamptz', { name: 'lease_expires_at', nullable: true }) leaseExpiresAt!: Date | null;
+  /**
+   * The lease token of the attempt whose completion claimed this one in the same call (claimNext);
+   * null for any other claim. A retried call finds the job its first try leased by it, and no other.
+   */
+  @Column('uuid', { name: 'prior_lease_token', nullable: true }) priorLeaseToken!: string | null;
   @Column('text', { name: 'worker_id', nullable: true }) workerId!: string | null;
   @Column('timestamptz', { name: 'deadline_at', nullable: true }) deadlineAt!: Date | null;
   @Column('boolean', { name: 'cancel_requested', default: false }) cancelRequested!: boolean;

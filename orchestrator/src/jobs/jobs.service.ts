@@ -118,9 +118,17 @@ function encodeCursor(position: ListPosition): string {
   return Buffer.from(`${position.createdUs}.${position.id}`).toString('base64url');
 }
 
+/**
+ * A cursor comes back from the client, so each part is checked as PostgreSQL will read it: a real
+ * UUID (not 36 of its characters in any order), and a creation time whose microseconds fit the
+ * bigint and timestamptz it becomes (16 digits reach the year 2286).
+ */
+const CURSOR_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+const CURSOR_CREATED_US = /^\d{1,16}$/;
+
 function decodeCursor(cursor: string): ListPosition {
   const [createdUs, id] = Buffer.from(cursor, 'base64url').toString().split('.');
-  if (!createdUs || !/^\d{1,20}$/.test(createdUs) || !id || !/^[0-9a-f-]{36}$/.test(id)) {
+  if (!createdUs || !CURSOR_CREATED_US.test(createdUs) || !id || !CURSOR_ID.test(id)) {
     throw ApiError.validation([{ field: 'cursor', problems: ['cursor must be a nextCursor returned by a previous page'] }]);
   }
   return { createdUs, id };

@@ -16,17 +16,24 @@ interface ClaimParams {
 }
 
 /**
- * Leases one job to each eligible claimer in `claim_src(worker_id, ord)`: the best `n` claimable jobs
- * are locked with SKIP LOCKED and paired with the claimers in order. Defines claimers, picked and
- * claimed. The attempt is written to job_attempts when it ends, not here: one write per attempt.
+ * Leases one job to each eligible claimer in `claim_src(worker_id, ord, prior_lease_token)`: the best
+ * `n` claimable jobs are locked with SKIP LOCKED and paired with the claimers in order. Defines
+ * eligible, claimers, picked and claimed. The attempt is written to job_attempts when it ends, not
+ * here: one write per attempt. `prior_lease_token` is the completed attempt a claimNext claims after.
  */
 function claimCtes(p: ClaimParams): string {
   return `
-  claimers AS (
-    SELECT src.worker_id, src.ord, row_number() OVER (ORDER BY src.ord) AS rn
-    FROM claim_src src JOIN workers w ON w.id = src.worker_id
-    WHERE w.state = 'online' AND w.command IS NULL AND w.kinds = ${p.kinds}::text[]
+  eligible AS (
+    -- KEY SHARE: a deregistration locks its worker FOR UPDATE before marking it stopped, so a claim
+    -- either leases before that lock (and the deregistration then releases the job) or waits, sees
+    -- the worker stopped and leases nothing. Heartbeats' plain updates do not conflict with it.
+    SELECT w.id FROM workers w
+    WHERE w.id IN (SELECT worker_id FROM claim_src) AND w.state = 'online' AND w.command IS NULL AND w.kinds = ${p.kinds}::text[]
       AND w.gpu_class IS NOT DISTINCT FROM ${p.gpuClass}::text AND coalesce(w.vram_gb, 0) = ${p.vramGb}::real
+    FOR KEY SHARE OF w
+  ), claimers AS (
+    SELECT src.worker_id, src.ord, src.prior_lease_token, row_number() OVER (ORDER BY src.ord) AS rn
+    FROM claim_src src JOIN eligible e ON e.id = src.worker_id
   ), picked AS (
     SELECT id, row_number() OVER () AS rn FROM (
       SELECT j.id FROM jobs j
@@ -39,7 +46,8 @@ function claimCtes(p: ClaimParams): string {
   ), claimed AS (
     UPDATE jobs j SET state = 'running', attempt = j.attempt + 1, lease_token = gen_random_uuid(),
       lease_expires_at = now() + make_interval(secs => ${p.leaseTtlSec}), worker_id = c.worker_id, started_at = now(),
-      deadline_at = now() + make_interval(secs => j.timeout_sec), progress = NULL, updated_at = now()
+      deadline_at = now() + make_interval(secs => j.timeout_sec), progress = NULL, prior_lease_token = c.prior_lease_token,
+      updated_at = now()
     FROM picked p JOIN claimers c USING (rn)
     WHERE j.id = p.id
     RETURNING c.ord, j.id, j.kind, j.input, j.priority, j.attempt, j.lease_token, j.lease_expires_at, j.deadline_at, j.timeout_sec, j.worker_id
@@ -53,7 +61,9 @@ const CLAIM_COLUMNS = `w.state AS worker_state, w.command, (c.ord IS NOT NULL) A
 /**
  * Applies fenced completions from `req(job_id, attempt, lease_token, result, worker_id, ord)`,
  * publishing each result in the statement that ends its job; a cancellation requested meanwhile
- * wins. One NOTIFY lists every job the batch finished. Defines done, logged and notified.
+ * wins, and clears the lease as every other way to a cancelled job does. A succeeded job keeps its
+ * lease token and worker: a repeated completion is recognised by them. One NOTIFY lists every job
+ * the batch finished. Defines done, logged and notified.
  */
 const COMPLETION_CTES = `
   done AS (
@@ -62,13 +72,20 @@ const COMPLETION_CTES = `
       result = CASE WHEN j.cancel_requested THEN NULL ELSE req.result END,
       error_code = CASE WHEN j.cancel_requested THEN 'cancelled' END,
       error_message = CASE WHEN j.cancel_requested THEN 'cancelled on request' END,
+      -- A cancelled job ends as BACK_TO_QUEUE leaves one (sql-fragments.ts).
+      lease_token = CASE WHEN j.cancel_requested THEN NULL ELSE j.lease_token END,
+      worker_id = CASE WHEN j.cancel_requested THEN NULL ELSE j.worker_id END,
+      started_at = CASE WHEN j.cancel_requested THEN NULL ELSE j.started_at END,
+      prior_lease_token = CASE WHEN j.cancel_requested THEN NULL ELSE j.prior_lease_token END,
       lease_expires_at = NULL, deadline_at = NULL, finished_at = now(), updated_at = now()
-    FROM req
+    FROM req JOIN jobs held ON held.id = req.job_id
     -- id = ANY(...) pins the plan to primary-key lookups; joining on req alone lets stale
     -- statistics pick a scan of every running job.
     WHERE j.id = ANY ($1::uuid[]) AND j.id = req.job_id AND j.attempt = req.attempt AND j.lease_token = req.lease_token
       AND j.state = 'running'
-    RETURNING j.id, j.state, req.ord, req.attempt, req.result, req.worker_id, j.worker_id AS holder, j.lease_token, j.started_at
+    -- The attempt's record is taken from the row as it was (held): a cancellation clears these columns.
+    -- They cannot have changed since: a new claim would have changed the attempt and the lease token too.
+    RETURNING j.id, j.state, req.ord, req.attempt, req.result, req.worker_id, held.worker_id AS holder, held.lease_token, held.started_at
   ), logged AS (
     INSERT INTO job_attempts (job_id, attempt, worker_id, lease_token, claimed_at, ended_at, outcome, result)
     SELECT id, attempt, holder, lease_token, started_at, now(), state, result FROM done
@@ -85,7 +102,7 @@ const COMPLETION_REQ = `req AS (
 /** $1 worker ids (one per claimer, repeats allowed), $2-$4 capabilities, $5 lease TTL. */
 export const CLAIM_BATCH_SQL = `
   WITH claim_src AS (
-    SELECT worker_id, ord FROM unnest($1::text[]) WITH ORDINALITY AS r(worker_id, ord)
+    SELECT worker_id, ord, NULL::uuid AS prior_lease_token FROM unnest($1::text[]) WITH ORDINALITY AS r(worker_id, ord)
   ), ${claimCtes({ kinds: '$2', gpuClass: '$3', vramGb: '$4', leaseTtlSec: '$5' })}
   SELECT claim_src.ord, ${CLAIM_COLUMNS}
   FROM claim_src LEFT JOIN workers w ON w.id = claim_src.worker_id
@@ -104,7 +121,7 @@ export const COMPLETE_BATCH_SQL = `
  */
 export const COMPLETE_AND_CLAIM_SQL = `
   WITH ${COMPLETION_REQ}, ${COMPLETION_CTES},
-  claim_src AS (SELECT worker_id, ord FROM done WHERE state = 'succeeded'),
+  claim_src AS (SELECT worker_id, ord, lease_token AS prior_lease_token FROM done WHERE state = 'succeeded'),
   ${claimCtes({ kinds: '$6', gpuClass: '$7', vramGb: '$8', leaseTtlSec: '$9' })}
   SELECT req.ord, done.state AS completed, (SELECT count(*) FROM notified) AS notified, ${CLAIM_COLUMNS}
   FROM req LEFT JOIN done ON done.ord = req.ord LEFT JOIN workers w ON w.id = req.worker_id
@@ -139,8 +156,8 @@ export function toClaimOutcome(row: Record<string, any>): ClaimOutcome {
  * activity, telemetry, execution provider); $5-$8 one entry per lease a beat lists (the beat's
  * 1-based position, job id, attempt, lease token); $9 the lease TTL. A lease is extended only while
  * it is still that worker's and the worker is registered (not stopped). One row per beat of a known
- * worker: its pending command, previous state, seconds since its previous beat, and the leases
- * renewed for exactly that beat's list.
+ * worker: its pending command, previous state, seconds since its previous beat, when a lease renewed
+ * now expires (by the database's clock), and the leases renewed for exactly that beat's list.
  */
 export const HEARTBEAT_BATCH_SQL = `
   WITH beat AS (
@@ -166,7 +183,7 @@ export const HEARTBEAT_BATCH_SQL = `
       AND j.state = 'running' AND j.worker_id = held.worker_id AND held.worker_id IN (SELECT id FROM live)
     RETURNING j.id, j.attempt, j.lease_token, j.cancel_requested, j.lease_expires_at
   )
-  SELECT b.ord, live.command, live.old_state, live.lag_sec,
+  SELECT b.ord, live.command, live.old_state, live.lag_sec, now() + make_interval(secs => $9) AS fresh_lease_expires_at,
     coalesce((
       SELECT json_agg(json_build_object('id', r.id, 'cancelRequested', r.cancel_requested, 'leaseExpiresAt', r.lease_expires_at))
       FROM held h JOIN renewed r ON r.id = h.job_id AND r.attempt = h.attempt AND r.lease_token = h.lease_token

@@ -72,6 +72,8 @@ export interface HeartbeatOutcome {
   /** Seconds since the previous heartbeat. */
   lagSec: number;
   renewed: { id: string; cancelRequested: boolean; leaseExpiresAt: Date }[];
+  /** When a lease renewed by this beat expires, by the database's clock (for a beat that renewed none). */
+  freshLeaseExpiresAt: Date;
   wasOffline: boolean;
 }
 
@@ -127,6 +129,7 @@ export class LeaseRepository {
         command: row.command,
         lagSec: row.lag_sec,
         wasOffline: row.old_state === 'offline',
+        freshLeaseExpiresAt: row.fresh_lease_expires_at,
         renewed: (row.renewed as { id: string; cancelRequested: boolean; leaseExpiresAt: string }[]).map((r) => ({
           ...r,
           leaseExpiresAt: new Date(r.leaseExpiresAt),
@@ -200,20 +203,18 @@ export class LeaseRepository {
   }
 
   /**
-   * The job that the worker's accepted completion of `completedJobId` leased to it in the same
-   * statement (claimNext), if it still holds it: a statement's now() is shared by both rows, so
-   * the claim started exactly when the completed job finished. Lets a retried request whose first
-   * answer was lost receive the same next job instead of stranding it until its lease expires.
+   * The job that the worker's accepted completion of `completed` leased to it in the same statement
+   * (claimNext), if it still holds it. Claims made so record the completed attempt's lease token,
+   * so each slot of a multi-slot worker gets back its own next job, never another slot's. Lets a
+   * retried request whose first answer was lost receive the same next job instead of stranding it
+   * until its lease expires.
    */
-  async leasedWithCompletion(db: Queryable, workerId: string, completedJobId: string): Promise<ClaimOutcome | null> {
+  async leasedWithCompletion(db: Queryable, workerId: string, completed: { leaseToken: string }): Promise<ClaimOutcome | null> {
     const { rows } = await db.query({
       name: 'leased-with-completion',
-      text: `SELECT 'online' AS worker_state, j.id, j.kind, j.input, j.priority, j.attempt, j.lease_token, j.lease_expires_at,
-               j.deadline_at, j.timeout_sec
-             FROM jobs done JOIN jobs j ON j.worker_id = $1 AND j.lease_expires_at IS NOT NULL AND j.state = 'running'
-               AND j.started_at = done.finished_at
-             WHERE done.id = $2 AND done.worker_id = $1 LIMIT 1`,
-      values: [workerId, completedJobId],
+      text: `SELECT 'online' AS worker_state, id, kind, input, priority, attempt, lease_token, lease_expires_at, deadline_at, timeout_sec
+             FROM jobs WHERE worker_id = $1 AND lease_expires_at IS NOT NULL AND state = 'running' AND prior_lease_token = $2`,
+      values: [workerId, completed.leaseToken],
     });
     return rows[0] ? toClaimOutcome(rows[0]) : null;
   }

@@ -152,7 +152,7 @@ export class LeasesService implements OnModuleInit, BeforeApplicationShutdown {
     const state = this.settleCompletion(jobId, req.attempt, completion);
     if (completion.kind === 'duplicate') {
       // A retry whose first answer was lost: hand back the job that first call leased, if any.
-      const earlier = await this.leases.leasedWithCompletion(this.db.pool, workerId, jobId);
+      const earlier = await this.leases.leasedWithCompletion(this.db.pool, workerId, req);
       if (earlier?.kind === 'claimed') return { jobId, state, next: earlier.job };
     }
     if (claim?.kind === 'claimed') {

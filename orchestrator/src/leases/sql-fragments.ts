@@ -9,5 +9,6 @@ export function backoff(count: 'attempts_used' | 'lease_losses'): string {
   * (0.5 + random() * 0.5) / 1000.0)`;
 }
 
-/** Columns reset when a running job goes back to the queue. */
-export const BACK_TO_QUEUE = `lease_token = NULL, lease_expires_at = NULL, deadline_at = NULL, worker_id = NULL, started_at = NULL`;
+/** Columns reset when a running job goes back to the queue, or ends other than by succeeding. */
+export const BACK_TO_QUEUE = `lease_token = NULL, lease_expires_at = NULL, deadline_at = NULL, worker_id = NULL, started_at = NULL,
+  prior_lease_token = NULL`;

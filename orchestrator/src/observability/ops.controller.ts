@@ -1,6 +1,9 @@
 import { Controller, Get, Header } from '@nestjs/common';
 import { ApiExcludeEndpoint, ApiTags } from '@nestjs/swagger';
-import { HealthCheck, HealthCheckService, TypeOrmHealthIndicator, type HealthCheckResult } from '@nestjs/terminus';
+import {
+  HealthCheck, HealthCheckService, HealthIndicatorService, TypeOrmHealthIndicator, type HealthCheckResult, type HealthIndicatorResult,
+} from '@nestjs/terminus';
+import { Database } from '../database/database';
 import { MetricsService } from './metrics.service';
 
 /** Unauthenticated probes: keep them free of anything secret. */
@@ -10,13 +13,22 @@ export class OpsController {
   constructor(
     private readonly health: HealthCheckService,
     private readonly database: TypeOrmHealthIndicator,
+    private readonly indicators: HealthIndicatorService,
+    private readonly db: Database,
     private readonly metrics: MetricsService,
   ) {}
 
+  /** 503 when the database does not answer, or when this process no longer hears its notifications. */
   @Get('health')
   @HealthCheck()
   check(): Promise<HealthCheckResult> {
-    return this.health.check([() => this.database.pingCheck('database', { timeout: 2000 })]);
+    return this.health.check([() => this.database.pingCheck('database', { timeout: 2000 }), () => this.notifications()]);
+  }
+
+  private notifications(): HealthIndicatorResult {
+    const down = this.db.listener.downReason();
+    const indicator = this.indicators.check('notifications');
+    return down ? indicator.down({ message: down }) : indicator.up();
   }
 
   @Get('metrics')
