@@ -14,9 +14,12 @@ test('migrations build exactly the schema the entities describe (no drift)', asy
     assert.deepEqual(drift.up, [], `entities and migrations differ; run npm run migration:generate -- <verb-noun>:\n${drift.up.join('\n')}`);
     const check = new Client({ connectionString: `${base}${name}` });
     await check.connect();
-    const { rows } = await check.query(`SELECT indexdef FROM pg_indexes WHERE indexname = 'jobs_claimable_idx'`);
+    const { rows } = await check.query(`SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'jobs' ORDER BY indexname`);
     await check.end();
-    assert.match(rows[0]?.indexdef ?? '', /priority DESC.*WHERE \(state = 'queued'/, 'the claim index the migration owns exists');
+    const def = (name: string) => rows.find((r: { indexname: string }) => r.indexname === name)?.indexdef ?? '';
+    assert.match(def('jobs_claim_idx'), /\(kind, COALESCE\(gpu_class, ''::text\), priority DESC, run_after, id\) WHERE \(state = 'queued'/, 'the claim index the migration owns exists');
+    assert.match(def('jobs_matured_idx'), /\(run_after\) INCLUDE \(kind\) WHERE \(state = 'queued'/, 'so does the matured-job index');
+    assert.equal(def('jobs_claimable_idx'), '', 'the old claim index is gone');
   } finally {
     await admin.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
     await admin.end();

@@ -64,6 +64,12 @@ export class OrchestratorConfig {
   @Transform(toInt) @IsInt() @Min(1) @Max(100) MAX_LEASE_LOSSES: number = 5;
   @EnvVar({ description: 'How often the reaper sweeps expired leases, timed-out attempts and silent workers, in ms.' })
   @Transform(toInt) @IsInt() @Min(50) @Max(60_000) REAPER_INTERVAL_MS: number = 1000;
+  @EnvVar({
+    description: 'How often the job counts that `/metrics` serves (`fleet_jobs`) are recounted, in seconds. A scrape never waits ' +
+      'for the count: it reads the last one (its age is `fleet_jobs_snapshot_age_seconds`), so a scrape stays cheap however large ' +
+      'the jobs table grows, while the database counts once per interval per replica.',
+  })
+  @Transform(toInt) @IsInt() @Min(1) @Max(3600) METRICS_REFRESH_SEC: number = 15;
   @EnvVar({ description: 'Backstop poll of parked long-poll claims, in ms, in case a NOTIFY was missed. The orchestrator adds ±25 % jitter.' })
   @Transform(toInt) @IsInt() @Min(100) @Max(60_000) CLAIM_POLL_MS: number = 5000;
   @EnvVar({

@@ -14,8 +14,10 @@ import type { JobKind, JobState } from '@avatar-fleet/contracts';
 // predicate is on lease_expires_at, not state, so a statement that only says state = 'running'
 // (a completion, looked up by primary key) is never planned as a scan of every running job.
 @Index('jobs_leased_idx', ['workerId', 'leaseExpiresAt'], { where: 'lease_expires_at IS NOT NULL' })
-// The claim index orders by priority DESC, which TypeORM's @Index cannot express: the migration owns it.
-@Index('jobs_claimable_idx', { synchronize: false })
+// The claim indexes use an expression, DESC and INCLUDE, which TypeORM's @Index cannot express: the
+// migration owns them (1796300000000-claim-index-per-stream.ts says why they are shaped so).
+@Index('jobs_claim_idx', { synchronize: false })
+@Index('jobs_matured_idx', { synchronize: false })
 export class JobEntity {
   @PrimaryGeneratedColumn('uuid') id!: string;
   /** Name of the API key that created the job; a key sees only its own jobs. */
