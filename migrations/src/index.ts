@@ -2,7 +2,7 @@ import type { MigrationInterface } from 'typeorm';
 import { CreateFleetSchema1795322935639 } from './1795322935639-create-fleet-schema';
 import { HotWorkerHeartbeats1795342077530 } from './1795342077530-hot-worker-heartbeats';
 import { AddJobPriorLeaseToken1796288273051 } from './1796288273051-add-job-prior-lease-token';
-import { ClaimIndexPerStream1796300000000 } from './1796300000000-claim-index-per-stream';
+import { QueueIndexesForLargeTables1796300000000 } from './1796300000000-queue-indexes-for-large-tables';
 
 type MigrationClass = new () => MigrationInterface;
 
@@ -11,5 +11,5 @@ export const migrations: MigrationClass[] = [
   CreateFleetSchema1795322935639,
   HotWorkerHeartbeats1795342077530,
   AddJobPriorLeaseToken1796288273051,
-  ClaimIndexPerStream1796300000000,
+  QueueIndexesForLargeTables1796300000000,
 ];

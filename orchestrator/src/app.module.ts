@@ -11,6 +11,7 @@ import { dataSourceOptions } from './database/migrate';
 import { FleetController } from './fleet/fleet.controller';
 import { FleetService } from './fleet/fleet.service';
 import { ReaperService } from './fleet/reaper.service';
+import { RetentionService } from './fleet/retention.service';
 import { WorkerRepository } from './fleet/worker.repository';
 import { WorkersController } from './fleet/workers.controller';
 import { JobRepository } from './jobs/job.repository';
@@ -50,6 +51,7 @@ export class AppModule {
         LeasesService,
         FleetService,
         ReaperService,
+        RetentionService,
       ],
     };
   }

@@ -65,6 +65,15 @@ export class OrchestratorConfig {
   @EnvVar({ description: 'How often the reaper sweeps expired leases, timed-out attempts and silent workers, in ms.' })
   @Transform(toInt) @IsInt() @Min(50) @Max(60_000) REAPER_INTERVAL_MS: number = 1000;
   @EnvVar({
+    description: 'Days a finished job (with its attempts) and a stopped or offline worker are kept. Older ones are deleted in the ' +
+      'background, `PRUNE_BATCH` rows per transaction, by one replica at a time.',
+  })
+  @Transform(toInt) @IsInt() @Min(1) @Max(3650) RETENTION_DAYS: number = 30;
+  @EnvVar({ description: 'How often the retention pass runs, in seconds. Each pass deletes batch after batch until nothing is left to prune.' })
+  @Transform(toInt) @IsInt() @Min(1) @Max(86_400) PRUNE_INTERVAL_SEC: number = 300;
+  @EnvVar({ description: 'Rows the retention pass deletes per transaction: small enough that no delete holds locks or builds WAL for long.' })
+  @Transform(toInt) @IsInt() @Min(1) @Max(100_000) PRUNE_BATCH: number = 5000;
+  @EnvVar({
     description: 'How often the job counts that `/metrics` serves (`fleet_jobs`) are recounted, in seconds. A scrape never waits ' +
       'for the count: it reads the last one (its age is `fleet_jobs_snapshot_age_seconds`), so a scrape stays cheap however large ' +
       'the jobs table grows, while the database counts once per interval per replica.',

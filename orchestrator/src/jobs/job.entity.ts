@@ -15,9 +15,11 @@ import type { JobKind, JobState } from '@avatar-fleet/contracts';
 // (a completion, looked up by primary key) is never planned as a scan of every running job.
 @Index('jobs_leased_idx', ['workerId', 'leaseExpiresAt'], { where: 'lease_expires_at IS NOT NULL' })
 // The claim indexes use an expression, DESC and INCLUDE, which TypeORM's @Index cannot express: the
-// migration owns them (1796300000000-claim-index-per-stream.ts says why they are shaped so).
+// migration owns them (1796300000000-queue-indexes-for-large-tables.ts says why they are shaped so).
 @Index('jobs_claim_idx', { synchronize: false })
 @Index('jobs_matured_idx', { synchronize: false })
+// finished_at is set exactly while a job is finished: the retention pass reads the oldest from here.
+@Index('jobs_finished_idx', ['finishedAt'], { where: 'finished_at IS NOT NULL' })
 export class JobEntity {
   @PrimaryGeneratedColumn('uuid') id!: string;
   /** Name of the API key that created the job; a key sees only its own jobs. */
