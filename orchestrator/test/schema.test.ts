@@ -17,7 +17,7 @@ test('migrations build exactly the schema the entities describe (no drift)', asy
     const { rows } = await check.query(`SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'jobs' ORDER BY indexname`);
     await check.end();
     const def = (name: string) => rows.find((r: { indexname: string }) => r.indexname === name)?.indexdef ?? '';
-    assert.match(def('jobs_claim_idx'), /\(kind, COALESCE\(gpu_class, ''::text\), priority DESC, run_after, id\) WHERE \(state = 'queued'/, 'the claim index the migration owns exists');
+    assert.match(def('jobs_claim_idx'), /\(priority DESC, run_after, kind, COALESCE\(gpu_class, ''::text\), id\) WHERE \(state = 'queued'/, 'the claim index the migration owns exists');
     assert.match(def('jobs_matured_idx'), /\(run_after\) INCLUDE \(kind\) WHERE \(state = 'queued'/, 'so does the matured-job index');
     assert.equal(def('jobs_claimable_idx'), '', 'the old claim index is gone');
   } finally {
