@@ -3,6 +3,7 @@ import { CreateFleetSchema1795322935639 } from './1795322935639-create-fleet-sch
 import { HotWorkerHeartbeats1795342077530 } from './1795342077530-hot-worker-heartbeats';
 import { AddJobPriorLeaseToken1796288273051 } from './1796288273051-add-job-prior-lease-token';
 import { QueueIndexesForLargeTables1796300000000 } from './1796300000000-queue-indexes-for-large-tables';
+import { AddJobReleases1796300000001 } from './1796300000001-add-job-releases';
 
 type MigrationClass = new () => MigrationInterface;
 
@@ -12,4 +13,5 @@ export const migrations: MigrationClass[] = [
   HotWorkerHeartbeats1795342077530,
   AddJobPriorLeaseToken1796288273051,
   QueueIndexesForLargeTables1796300000000,
+  AddJobReleases1796300000001,
 ];

@@ -270,7 +270,7 @@ describe('job lifecycle over HTTP (real orchestrator process, real PostgreSQL)',
     await assert.rejects(suite.orch.fleet('test-other-key-0123456789ab').getJob([...ids][0]!), (e: FleetApiError) => e.status === 404);
   });
 
-  test('deregister releases held jobs at once, without charging an attempt', async () => {
+  test('deregister releases held jobs at once, without charging an attempt; the job backs off, then goes to the next claimer', async () => {
     const gpuClass = lane();
     const a = await registerWorker(suite.worker, { gpuClass });
     const b = await registerWorker(suite.worker, { gpuClass });
@@ -278,7 +278,8 @@ describe('job lifecycle over HTTP (real orchestrator process, real PostgreSQL)',
     const held = (await suite.worker.claim(a, 0))!.job;
     const { released } = await suite.worker.deregister(a, { reason: 'SIGTERM' });
     assert.deepEqual(released, [id]);
-    const next = (await suite.worker.claim(b, 0))!.job;
+    // Releases back off like expiries (poison.test.ts), so the next claim parks until the backoff ends.
+    const next = (await suite.worker.claim(b, 20_000))!.job;
     assert.equal(next.id, id);
     assert.equal(next.attempt, held.attempt + 1);
     assert.equal((await suite.fleet.getJob(id)).attemptsUsed, 0);

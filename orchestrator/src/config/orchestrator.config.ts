@@ -62,6 +62,12 @@ export class OrchestratorConfig {
     description: 'A job whose lease expires this many times fails with `too_many_lease_losses`: such a job may be killing its workers.',
   })
   @Transform(toInt) @IsInt() @Min(1) @Max(100) MAX_LEASE_LOSSES: number = 5;
+  @EnvVar({
+    description: 'How many times a job may be handed back by workers that stop gracefully while running it (deregister, a drain ' +
+      'past its grace period) before it fails with `too_many_releases`. Each such release also backs the job off, as an ' +
+      'expiry does. A worker that restarts under a fixed id while running a job counts against `MAX_LEASE_LOSSES` instead.',
+  })
+  @Transform(toInt) @IsInt() @Min(1) @Max(1000) MAX_RELEASES: number = 10;
   @EnvVar({ description: 'How often the reaper sweeps expired leases, timed-out attempts and silent workers, in ms.' })
   @Transform(toInt) @IsInt() @Min(50) @Max(60_000) REAPER_INTERVAL_MS: number = 1000;
   @EnvVar({

@@ -41,7 +41,8 @@ export class FleetService {
     const workerId = req.workerId ?? `${req.provider}-${randomBytes(6).toString('hex')}`;
     // Worker-supplied text is logged quoted (JSON), so a line break in it cannot forge a log line.
     const released = await this.db.transaction(async (c) => {
-      const ids = await this.leases.release(c, workerId);
+      // The process that held them is gone without deregistering: a crash, charged as a lease loss.
+      const ids = await this.leases.release(c, workerId, { kind: 'restart', cap: this.config.MAX_LEASE_LOSSES });
       await this.workers.upsert(c, workerId, req);
       return ids;
     });
@@ -107,7 +108,7 @@ export class FleetService {
   async deregister(workerId: string, reason?: string): Promise<DeregisterResponse> {
     const released = await this.db.transaction(async (c) => {
       if (!(await this.workers.stop(c, workerId))) return null;
-      return this.leases.release(c, workerId);
+      return this.leases.release(c, workerId, { kind: 'stop', cap: this.config.MAX_RELEASES });
     });
     if (!released) throw notRegistered(workerId);
     this.logger.log(`worker ${workerId} deregistered${reason ? ` (${JSON.stringify(reason)})` : ''}; released ${released.length} job(s)`);

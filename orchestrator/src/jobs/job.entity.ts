@@ -43,6 +43,8 @@ export class JobEntity {
   /** Failed and timed-out attempts charged against max_attempts; lost leases and graceful releases are not. */
   @Column('int', { name: 'attempts_used', default: 0 }) attemptsUsed!: number;
   @Column('int', { name: 'lease_losses', default: 0 }) leaseLosses!: number;
+  /** Times workers that stopped gracefully handed the job back (MAX_RELEASES). */
+  @Column('int', { default: 0 }) releases!: number;
   @Column('uuid', { name: 'lease_token', nullable: true }) leaseToken!: string | null;
   @Column('timestamptz', { name: 'lease_expires_at', nullable: true }) leaseExpiresAt!: Date | null;
   /**

@@ -274,35 +274,52 @@ export class LeaseRepository {
   }
 
   /**
-   * Gives a worker's running jobs back at once, not charged against attempts (graceful stop,
-   * or a claim whose HTTP answer never reached the worker). Returns the released job ids.
+   * Gives a worker's running jobs back at once. What it costs the job depends on why (`charge`):
+   * - `restart`: the worker registered again under its fixed id, so the process that ran the job
+   *   died; a lease loss, backed off and capped by MAX_LEASE_LOSSES like an expiry;
+   * - `stop`: the worker stopped gracefully (deregister); counted in `releases`, backed off and
+   *   capped by MAX_RELEASES, so a job cannot bounce between stopping workers forever;
+   * - `none`: a claim whose HTTP answer never reached the worker; the job did nothing wrong.
+   * `cap` is the limit for the charge. Returns the released job ids.
    */
-  async release(db: Queryable, workerId: string, onlyJob?: { id: string; attempt: number; leaseToken: string }): Promise<string[]> {
+  async release(db: Queryable, workerId: string, charge: { kind: 'restart' | 'stop' | 'none'; cap: number }, onlyJob?: { id: string; attempt: number; leaseToken: string }): Promise<string[]> {
     const { rows } = await db.query({
       name: 'release',
       text: `
       WITH held AS (
-        SELECT id, attempt, worker_id, lease_token, started_at FROM jobs
+        SELECT id, attempt, worker_id, lease_token, started_at,
+          CASE $5 WHEN 'restart' THEN lease_losses + 1 >= $6 WHEN 'stop' THEN releases + 1 >= $6 ELSE false END AS capped
+        FROM jobs
         WHERE lease_expires_at IS NOT NULL AND state = 'running' AND worker_id = $1
           AND ($2::uuid IS NULL OR (id = $2 AND attempt = $3 AND lease_token = $4))
         FOR UPDATE
       ), done AS (
-        UPDATE jobs SET state = CASE WHEN cancel_requested THEN 'cancelled' ELSE 'queued' END,
-          finished_at = CASE WHEN cancel_requested THEN now() END,
-          error_code = CASE WHEN cancel_requested THEN 'cancelled' ELSE error_code END,
-          error_message = CASE WHEN cancel_requested THEN 'cancelled on request' ELSE error_message END,
-          run_after = now(), ${BACK_TO_QUEUE}, updated_at = now()
+        UPDATE jobs SET state = CASE WHEN cancel_requested THEN 'cancelled' WHEN held.capped THEN 'failed' ELSE 'queued' END,
+          lease_losses = lease_losses + CASE WHEN $5 = 'restart' THEN 1 ELSE 0 END,
+          releases = releases + CASE WHEN $5 = 'stop' THEN 1 ELSE 0 END,
+          finished_at = CASE WHEN cancel_requested OR held.capped THEN now() END,
+          error_code = CASE WHEN cancel_requested THEN 'cancelled'
+            WHEN held.capped THEN CASE $5 WHEN 'restart' THEN 'too_many_lease_losses' ELSE 'too_many_releases' END
+            WHEN $5 = 'restart' THEN 'lease_lost' ELSE error_code END,
+          error_message = CASE WHEN cancel_requested THEN 'cancelled on request'
+            WHEN held.capped AND $5 = 'restart' THEN format('lost its worker %s times (the job may be killing its workers; the last one restarted while running it)', lease_losses + 1)
+            WHEN held.capped THEN format('handed back by stopping workers %s times', releases + 1)
+            WHEN $5 = 'restart' THEN format('worker %s restarted while running it', held.worker_id)
+            ELSE error_message END,
+          run_after = CASE $5 WHEN 'restart' THEN now() + ${backoff('lease_losses')} WHEN 'stop' THEN now() + ${backoff('releases')} ELSE now() END,
+          ${BACK_TO_QUEUE}, updated_at = now()
         FROM held WHERE jobs.id = held.id
         RETURNING jobs.id, jobs.kind, jobs.state, held.attempt, held.worker_id, held.lease_token, held.started_at
       ), logged AS (
         INSERT INTO job_attempts (job_id, attempt, worker_id, lease_token, claimed_at, ended_at, outcome)
-        SELECT id, attempt, worker_id, lease_token, started_at, now(), CASE state WHEN 'queued' THEN 'released' ELSE state END
+        SELECT id, attempt, worker_id, lease_token, started_at, now(),
+          CASE WHEN state = 'cancelled' THEN 'cancelled' WHEN $5 = 'restart' THEN 'lease_lost' ELSE 'released' END
         FROM done
       )
       SELECT id, pg_notify(CASE state WHEN 'queued' THEN '${Channels.jobsQueued}' ELSE '${Channels.jobFinished}' END,
                            CASE state WHEN 'queued' THEN kind ELSE id::text END)
       FROM done`,
-      values: [workerId, onlyJob?.id ?? null, onlyJob?.attempt ?? null, onlyJob?.leaseToken ?? null],
+      values: [workerId, onlyJob?.id ?? null, onlyJob?.attempt ?? null, onlyJob?.leaseToken ?? null, charge.kind, charge.cap],
     });
     return rows.map((r) => r.id as string);
   }

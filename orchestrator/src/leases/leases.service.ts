@@ -14,6 +14,8 @@ import {
 } from './lease.repository';
 
 const MAX_CACHED_CAPS = 50_000;
+/** A claim whose answer never reached its worker goes back uncharged: the job did nothing wrong. */
+const NO_CHARGE = { kind: 'none', cap: 0 } as const;
 
 type ClaimRequest = { workerId: string; caps: WorkerCaps };
 type CompletionResult = { kind: 'succeeded' | 'cancelled' } | CompleteOutcome;
@@ -76,7 +78,7 @@ export class LeasesService implements OnModuleInit, BeforeApplicationShutdown {
         const outcome = await this.claimOnce(workerId);
         if (outcome.kind === 'claimed') {
           if (signal.aborted) {
-            await this.leases.release(this.db.pool, workerId, outcome.job);
+            await this.leases.release(this.db.pool, workerId, NO_CHARGE, outcome.job);
             this.metrics.claims.inc({ outcome: 'abandoned' });
             return null;
           }
@@ -157,7 +159,7 @@ export class LeasesService implements OnModuleInit, BeforeApplicationShutdown {
     }
     if (claim?.kind === 'claimed') {
       if (signal.aborted) {
-        await this.leases.release(this.db.pool, workerId, claim.job);
+        await this.leases.release(this.db.pool, workerId, NO_CHARGE, claim.job);
         return { jobId, state, next: null };
       }
       this.metrics.claims.inc({ outcome: 'claimed' });

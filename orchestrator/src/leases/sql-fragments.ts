@@ -4,7 +4,7 @@
  * Exponential backoff with jitter in [50 %, 100 %], from the job's own policy columns:
  * base * 2^count, capped, where `count` is the column that counts this kind of setback.
  */
-export function backoff(count: 'attempts_used' | 'lease_losses'): string {
+export function backoff(count: 'attempts_used' | 'lease_losses' | 'releases'): string {
   return `make_interval(secs => least(backoff_max_ms, backoff_base_ms * power(2, least(${count}, 30)))
   * (0.5 + random() * 0.5) / 1000.0)`;
 }
