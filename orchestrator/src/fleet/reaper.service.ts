@@ -1,5 +1,6 @@
 import { Injectable, Logger, type BeforeApplicationShutdown, type OnApplicationBootstrap } from '@nestjs/common';
 import { SchedulerRegistry } from '@nestjs/schedule';
+import { PeriodicTask } from '../common/periodic-task';
 import { OrchestratorConfig } from '../config/orchestrator.config';
 import { Database } from '../database/database';
 import { LeaseExpiryRepository, type ReapOutcome } from '../leases/lease-expiry.repository';
@@ -13,38 +14,24 @@ import { MetricsService } from '../observability/metrics.service';
 @Injectable()
 export class ReaperService implements OnApplicationBootstrap, BeforeApplicationShutdown {
   private readonly logger = new Logger(ReaperService.name);
-  /** The tick in flight, if any: shutdown waits for it, since the pools close right after. */
-  private running: Promise<void> | null = null;
+  private readonly task: PeriodicTask;
 
   constructor(
     private readonly config: OrchestratorConfig,
     private readonly db: Database,
     private readonly leases: LeaseExpiryRepository,
     private readonly metrics: MetricsService,
-    private readonly scheduler: SchedulerRegistry,
-  ) {}
+    scheduler: SchedulerRegistry,
+  ) {
+    this.task = new PeriodicTask('reaper', scheduler, this.logger, () => this.runOnce());
+  }
 
   onApplicationBootstrap(): void {
-    const timer = setInterval(() => void this.tick(), this.config.REAPER_INTERVAL_MS);
-    this.scheduler.addInterval('reaper', timer);
+    this.task.start(this.config.REAPER_INTERVAL_MS);
   }
 
-  async beforeApplicationShutdown(): Promise<void> {
-    if (this.scheduler.doesExist('interval', 'reaper')) this.scheduler.deleteInterval('reaper');
-    await this.running;
-  }
-
-  private async tick(): Promise<void> {
-    if (this.running) return;
-    this.running = this.runOnce().then(
-      () => undefined,
-      (error: Error) => this.logger.warn(`reaper tick failed: ${error.message}`),
-    );
-    try {
-      await this.running;
-    } finally {
-      this.running = null;
-    }
+  beforeApplicationShutdown(): Promise<void> {
+    return this.task.stop();
   }
 
   /** One pass; null when another replica holds the lock. */

@@ -1,5 +1,6 @@
 import { Injectable, Logger, type BeforeApplicationShutdown, type OnApplicationBootstrap } from '@nestjs/common';
 import { SchedulerRegistry } from '@nestjs/schedule';
+import { PeriodicTask } from '../common/periodic-task';
 import type { PoolClient } from 'pg';
 import { OrchestratorConfig } from '../config/orchestrator.config';
 import { Database } from '../database/database';
@@ -20,35 +21,24 @@ export interface PruneOutcome {
 @Injectable()
 export class RetentionService implements OnApplicationBootstrap, BeforeApplicationShutdown {
   private readonly logger = new Logger(RetentionService.name);
-  private running: Promise<unknown> | null = null;
+  private readonly task: PeriodicTask;
   private stopping = false;
 
   constructor(
     private readonly config: OrchestratorConfig,
     private readonly db: Database,
-    private readonly scheduler: SchedulerRegistry,
-  ) {}
+    scheduler: SchedulerRegistry,
+  ) {
+    this.task = new PeriodicTask('retention', scheduler, this.logger, () => this.pruneOnce());
+  }
 
   onApplicationBootstrap(): void {
-    const timer = setInterval(() => void this.tick(), this.config.PRUNE_INTERVAL_SEC * 1000);
-    timer.unref();
-    this.scheduler.addInterval('retention', timer);
+    this.task.start(this.config.PRUNE_INTERVAL_SEC * 1000);
   }
 
-  async beforeApplicationShutdown(): Promise<void> {
+  beforeApplicationShutdown(): Promise<void> {
     this.stopping = true;
-    if (this.scheduler.doesExist('interval', 'retention')) this.scheduler.deleteInterval('retention');
-    await this.running;
-  }
-
-  private async tick(): Promise<void> {
-    if (this.running) return;
-    this.running = this.pruneOnce().catch((error: Error) => this.logger.warn(`retention pass failed: ${error.message}`));
-    try {
-      await this.running;
-    } finally {
-      this.running = null;
-    }
+    return this.task.stop();
   }
 
   /** One pass, batch after batch until nothing is left (or shutdown); null when another replica holds the lock. */
