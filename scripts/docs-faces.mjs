@@ -23,7 +23,7 @@ const dist = (file) => require(path.join(root, 'worker/dist/src', file));
 const { BLAZEFACE_MODEL_PATH, FaceDetector } = dist('inference/face-detector.js');
 const { FaceLandmarker, landmarkBox } = dist('inference/face-landmarks.js');
 const { cropResize, museTalkRect, rectCrop } = dist('pipelines/avatar-prepare/face-track.js');
-const { blendRgb, expandedCropBox, jawBlendMask, jawMask, landmarkLabelMap, maskOverExpandedCrop } = dist('pipelines/avatar-prepare/blend-mask.js');
+const { blendRgb, cropSpaceMask, expandedCropBox, jawMask, landmarkLabelMap, maskOverExpandedCrop } = dist('pipelines/avatar-prepare/blend-mask.js');
 
 const PHOTOS = ['astronaut.jpg', 'grace_hopper.jpg'];
 const PANEL = 256;
@@ -67,9 +67,11 @@ async function figure(detector, landmarker, file) {
   Object.assign(view, { width: Math.min(width, box.x2) - view.left, height: Math.min(height, box.y2) - view.top });
   const context = await raw(annotated, width, height).extract(view).resize(PANEL, PANEL, { fit: 'contain', background: '#000' }).png().toBuffer();
 
-  // Panels 2 and 3: the crop the VAE sees, and the blend mask over it.
+  // Panels 2 and 3: the crop the VAE sees, and the blend mask over it (jawBlendMask's steps, kept
+  // apart here because panel 4 pastes through the mask over the expanded crop).
   const cropped = cropResize(frame, width, height, crop, PANEL);
-  const mask = jawBlendMask(landmarks, rect, crop, PANEL);
+  const maskOverCrop = maskOverExpandedCrop(jawMask(landmarkLabelMap(landmarks, box)), rect, box);
+  const mask = cropSpaceMask(maskOverCrop, box, crop, PANEL);
 
   // Panel 4: a stand-in face (inverted colours) at the rectangle's size, pasted through the mask.
   const faceWidth = rect.x2 - rect.x1, faceHeight = rect.y2 - rect.y1;
@@ -80,7 +82,6 @@ async function figure(detector, landmarker, file) {
       for (let c = 0; c < 3; c++) standIn[((y - rect.y1) * faceWidth + (x - rect.x1)) * 3 + c] = 255 - frame[(y * width + x) * 3 + c];
     }
   }
-  const maskOverCrop = maskOverExpandedCrop(jawMask(landmarkLabelMap(landmarks, box)), rect, box);
   const pasted = blendRgb(frame, width, height, { rgb: standIn, width: faceWidth, height: faceHeight }, rect, maskOverCrop);
   const result = await raw(pasted, width, height).extract(view).resize(PANEL, PANEL, { fit: 'contain', background: '#000' }).png().toBuffer();
 

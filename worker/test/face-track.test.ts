@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, test } from 'node:test';
 import * as ort from 'onnxruntime-node';
@@ -17,13 +18,14 @@ import {
   type TrackedFace,
 } from '../src/pipelines/avatar-prepare/face-track';
 
-/** face-api's 68 landmarks on the astronaut photo, relative to BlazeFace's box there (x, y, ...). */
-const TEMPLATE = [
-  -0.009,0.183,-0.006,0.316,0.008,0.444,0.022,0.557,0.055,0.681,0.114,0.785,0.195,0.863,0.3,0.954,0.454,1.004,0.61,0.967,0.714,0.895,0.793,0.824,0.864,0.725,0.915,0.606,0.943,0.494,0.968,0.378,0.98,0.248,
-  0.094,0.087,0.156,0.049,0.235,0.041,0.309,0.055,0.373,0.085,0.621,0.103,0.689,0.083,0.761,0.077,0.84,0.092,0.896,0.137,0.49,0.235,0.487,0.328,0.482,0.416,0.479,0.495,0.381,0.51,0.422,0.534,0.476,0.545,
-  0.528,0.533,0.569,0.521,0.185,0.191,0.233,0.175,0.298,0.179,0.354,0.215,0.299,0.229,0.232,0.22,0.624,0.231,0.683,0.2,0.75,0.204,0.793,0.231,0.746,0.253,0.679,0.245,0.24,0.612,0.32,0.602,0.421,0.6,
-  0.473,0.611,0.52,0.599,0.625,0.613,0.701,0.63,0.612,0.717,0.54,0.757,0.465,0.767,0.399,0.754,0.322,0.713,0.252,0.616,0.398,0.629,0.471,0.635,0.541,0.637,0.682,0.63,0.538,0.702,0.469,0.71,0.402,0.702,
-];
+/** face-api's 68 landmarks on the astronaut photo (fixtures/face-landmarks), relative to BlazeFace's box there (x, y, ...). */
+const TEMPLATE = (() => {
+  const reference = JSON.parse(readFileSync(path.resolve(__dirname, '../../test/fixtures/face-landmarks/faceapi-reference.json'), 'utf8')) as {
+    cases: Array<{ box: { x: number; y: number; size: number }; landmarks: number[] }>;
+  };
+  const { box, landmarks } = reference.cases[0]!;
+  return landmarks.map((v, i) => (v - (i % 2 === 0 ? box.x : box.y)) / box.size);
+})();
 
 /** A face box with BlazeFace-like keypoints and the template's landmarks scaled into the box. */
 function face(x: number, y: number, size: number, score = 0.9): FaceObservation {

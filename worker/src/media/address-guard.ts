@@ -92,17 +92,24 @@ export class AddressPolicy {
     return net.isIP(bare) && !this.permits(bare) ? new AddressRefusedError(bare, bare) : undefined;
   }
 
-  /** http and https agents whose every connection goes through this policy; give them to axios. */
+  private guardedAgents: { httpAgent: http.Agent; httpsAgent: https.Agent } | undefined;
+
+  /** http and https agents whose every connection goes through this policy, made once; give them to axios. */
   agents(): { httpAgent: http.Agent; httpsAgent: https.Agent } {
-    return { httpAgent: new GuardedHttpAgent(this), httpsAgent: new GuardedHttpsAgent(this) };
+    this.guardedAgents ??= { httpAgent: guard(new http.Agent(), this), httpsAgent: guard(new https.Agent(), this) };
+    return this.guardedAgents;
   }
 }
 
 type Connect = (options: net.NetConnectOpts, callback: (error: Error | null, socket?: Duplex) => void) => Duplex | undefined;
 
-/** Shared by both agents: refuse a literal address at once, resolve names through the policy. */
-function guarded(policy: AddressPolicy, connect: Connect): Connect {
-  return (options, callback) => {
+/**
+ * Wraps an agent's createConnection (net's for http, tls's for https): a literal address is refused
+ * at once, a name is resolved through the policy's lookup.
+ */
+function guard<A extends http.Agent>(agent: A, policy: AddressPolicy): A {
+  const connect = (agent as unknown as { createConnection: Connect }).createConnection.bind(agent);
+  (agent as unknown as { createConnection: Connect }).createConnection = (options, callback) => {
     const refusal = policy.refusal((options as { host?: string }).host);
     if (refusal) {
       process.nextTick(() => callback(refusal));
@@ -110,20 +117,5 @@ function guarded(policy: AddressPolicy, connect: Connect): Connect {
     }
     return connect({ ...options, lookup: policy.lookup } as net.NetConnectOpts, callback);
   };
-}
-
-class GuardedHttpAgent extends http.Agent {
-  constructor(policy: AddressPolicy) {
-    super();
-    const base = super.createConnection.bind(this) as unknown as Connect;
-    (this as unknown as { createConnection: Connect }).createConnection = guarded(policy, base);
-  }
-}
-
-class GuardedHttpsAgent extends https.Agent {
-  constructor(policy: AddressPolicy) {
-    super();
-    const base = super.createConnection.bind(this) as unknown as Connect;
-    (this as unknown as { createConnection: Connect }).createConnection = guarded(policy, base);
-  }
+  return agent;
 }
