@@ -9,7 +9,7 @@
  * docs/benchmarks.md).
  */
 import { Pool } from 'pg';
-import { startOrchestratorProcess } from '@avatar-fleet/orchestrator/dist/test/helpers/orchestrator-process';
+import { OPERATOR_KEY, startOrchestratorProcess } from '@avatar-fleet/orchestrator/dist/test/helpers/orchestrator-process';
 import { vacuum } from './lib/backlog';
 import { startBenchDatabase } from './lib/bench-database';
 import { registerWorker } from '@avatar-fleet/orchestrator/dist/test/helpers/fixtures';
@@ -112,7 +112,7 @@ async function main(): Promise<void> {
     const scrapes: number[] = [];
     for (let i = 0; i < SCRAPES; i++) {
       t = performance.now();
-      const res = await fetch(`${orchestrator.url}/metrics`);
+      const res = await fetch(`${orchestrator.url}/metrics`, { headers: { Authorization: `Bearer ${OPERATOR_KEY}` } });
       await res.text();
       if (!res.ok) throw new Error(`/metrics answered ${res.status}`);
       scrapes.push(performance.now() - t);

@@ -47,7 +47,7 @@ async function newUserEnv() {
   const env = { ...process.env, PATH: pathWithoutFfmpeg() };
   for (const name of Object.keys(env)) {
     // The calling npm's own settings (npm_config_*, npm_lifecycle_*) and every fleet setting.
-    if (/^npm_/i.test(name) || /^(FFMPEG_PATH|FFPROBE_PATH|DATABASE_URL|API_KEYS|INTERNAL_API_KEY|MODEL_DIR|LOCAL_WORKER|EMBEDDED_PG_DIR|GPU_CLASS|GPU_VRAM_GB|EXECUTION_PROVIDER|WORKER_PORT|STORAGE_DRIVER|LOCAL_STORAGE_DIR)$/.test(name)) delete env[name];
+    if (/^npm_/i.test(name) || /^(FFMPEG_PATH|FFPROBE_PATH|DATABASE_URL|API_KEYS|OPERATOR_KEYS|INTERNAL_API_KEY|MODEL_DIR|LOCAL_WORKER|EMBEDDED_PG_DIR|GPU_CLASS|GPU_VRAM_GB|EXECUTION_PROVIDER|WORKER_PORT|STORAGE_DRIVER|LOCAL_STORAGE_DIR)$/.test(name)) delete env[name];
   }
   // Free ports, so a developer's own `npm start` on the defaults is left alone.
   return { ...env, PORT: '0', EMBEDDED_PG_PORT: String(await freePort()) };

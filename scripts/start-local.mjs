@@ -19,12 +19,21 @@ const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const dataDir = path.resolve(process.env.LOCAL_DATA_DIR || path.join(root, '.data'));
 const keysFile = path.join(dataDir, 'local-keys.json');
 
-/** Keys for local runs, made once and kept in .data/ so restarts and scripts keep working. */
+/**
+ * Keys for local runs, made once and kept in .data/ so restarts and scripts keep working. A keys
+ * file from before operator keys existed gets one added.
+ */
 function localKeys() {
-  if (existsSync(keysFile)) return JSON.parse(readFileSync(keysFile, 'utf8'));
-  mkdirSync(dataDir, { recursive: true });
-  const keys = { product: `local-${randomBytes(16).toString('hex')}`, internal: `internal-${randomBytes(16).toString('hex')}` };
-  writeFileSync(keysFile, JSON.stringify(keys, null, 2), { mode: 0o600 });
+  const kept = existsSync(keysFile) ? JSON.parse(readFileSync(keysFile, 'utf8')) : {};
+  const keys = {
+    product: kept.product ?? `local-${randomBytes(16).toString('hex')}`,
+    operator: kept.operator ?? `ops-${randomBytes(16).toString('hex')}`,
+    internal: kept.internal ?? `internal-${randomBytes(16).toString('hex')}`,
+  };
+  if (JSON.stringify(keys) !== JSON.stringify(kept)) {
+    mkdirSync(dataDir, { recursive: true });
+    writeFileSync(keysFile, JSON.stringify(keys, null, 2), { mode: 0o600 });
+  }
   return keys;
 }
 
@@ -128,6 +137,7 @@ const env = {
   ...process.env,
   API_KEYS: process.env.API_KEYS ?? `local:${keys.product}`,
   INTERNAL_API_KEY: process.env.INTERNAL_API_KEY ?? keys.internal,
+  OPERATOR_KEYS: process.env.OPERATOR_KEYS ?? `local-ops:${keys.operator}`,
   EMBEDDED_PG_DIR: process.env.EMBEDDED_PG_DIR ?? path.join(dataDir, 'postgres'),
 };
 // A larger young generation: the request path allocates a lot, and scavenges were ~13 % of its CPU.
@@ -153,9 +163,10 @@ orchestrator.stdout.on('data', (chunk) => {
       '',
       'avatar-fleet is up (Ctrl-C stops it):',
       `  product API   ${url}/v1        key: ${productKey}`,
-      `  worker API    ${url}/internal  key: ${process.env.INTERNAL_API_KEY ? '<INTERNAL_API_KEY>' : keys.internal}`,
+      `  operator API  ${url}/v1/workers, ${url}/metrics  key: ${process.env.OPERATOR_KEYS ? '<a key from OPERATOR_KEYS>' : keys.operator}`,
+      `  worker API    ${url}/internal  enrolment key: ${process.env.INTERNAL_API_KEY ? '<INTERNAL_API_KEY>' : keys.internal}`,
       `  API docs      ${url}/docs`,
-      `  health        ${url}/health    metrics ${url}/metrics`,
+      `  health        ${url}/health`,
       '  keys are kept in .data/local-keys.json; data in .data/postgres',
       '',
       'Try it:',

@@ -2,6 +2,8 @@
 export const ErrorCode = {
   ValidationFailed: 'validation_failed',
   Unauthorized: 'unauthorized',
+  /** The key is valid but of another role than the route needs (the message names the role). */
+  Forbidden: 'forbidden',
   NotFound: 'not_found',
   IdempotencyConflict: 'idempotency_conflict',
   InvalidState: 'invalid_state',
@@ -9,6 +11,10 @@ export const ErrorCode = {
   CompletionMismatch: 'completion_mismatch',
   JobCancelled: 'job_cancelled',
   WorkerNotRegistered: 'worker_not_registered',
+  /** The worker id was registered again by another process (a newer epoch): this one must stop. */
+  StaleRegistration: 'stale_registration',
+  /** An operator revoked the worker: its token no longer works and its id cannot register. */
+  WorkerRevoked: 'worker_revoked',
   PayloadTooLarge: 'payload_too_large',
   Internal: 'internal_error',
 } as const;

@@ -10,6 +10,8 @@ export * from './jobs/avatar-prepare.input';
 export * from './jobs/lipsync.input';
 export * from './protocol/worker.dto';
 export * from './protocol/queue.dto';
+export * from './protocol/gpu-class';
+export * from './protocol/snake-case';
 export * from './api/job.dto';
 export * from './clients/http';
 export * from './clients/fleet.client';

@@ -10,6 +10,8 @@ export const Routes = {
     retryJob: (id: string) => `/v1/jobs/${encodeURIComponent(id)}/retry`,
     workers: '/v1/workers',
     workerCommand: (id: string) => `/v1/workers/${encodeURIComponent(id)}/command`,
+    revokeWorker: (id: string) => `/v1/workers/${encodeURIComponent(id)}/revoke`,
+    reinstateWorker: (id: string) => `/v1/workers/${encodeURIComponent(id)}/reinstate`,
   },
   internal: {
     register: '/internal/buffer/workers/register',

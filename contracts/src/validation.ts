@@ -59,10 +59,18 @@ export function flattenErrors(errors: ValidationError[], prefix = ''): FieldProb
   const out: FieldProblem[] = [];
   for (const e of errors) {
     const field = prefix ? `${prefix}.${e.property}` : e.property;
-    if (e.constraints) out.push({ field, problems: Object.values(e.constraints) });
+    if (e.constraints) out.push({ field, problems: e.value === undefined ? [required(e)] : Object.values(e.constraints) });
     if (e.children?.length) out.push(...flattenErrors(e.children, field));
   }
   return out;
+}
+
+/**
+ * A missing field fails every constraint on it ("must be an integer", "must not be less than 1", ...);
+ * the one thing to say is that it is required (in the field's own words when it has them).
+ */
+function required(e: ValidationError): string {
+  return e.constraints?.isDefined ?? `${e.property} is required`;
 }
 
 export function describeProblems(fields: FieldProblem[]): string {

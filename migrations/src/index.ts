@@ -4,6 +4,7 @@ import { HotWorkerHeartbeats1795342077530 } from './1795342077530-hot-worker-hea
 import { AddJobPriorLeaseToken1796288273051 } from './1796288273051-add-job-prior-lease-token';
 import { QueueIndexesForLargeTables1796300000000 } from './1796300000000-queue-indexes-for-large-tables';
 import { AddJobReleases1796300000001 } from './1796300000001-add-job-releases';
+import { AddWorkerCredentials1796400000000 } from './1796400000000-add-worker-credentials';
 
 type MigrationClass = new () => MigrationInterface;
 
@@ -14,4 +15,5 @@ export const migrations: MigrationClass[] = [
   AddJobPriorLeaseToken1796288273051,
   QueueIndexesForLargeTables1796300000000,
   AddJobReleases1796300000001,
+  AddWorkerCredentials1796400000000,
 ];

@@ -3,7 +3,8 @@ import { APP_FILTER } from '@nestjs/core';
 import { ScheduleModule } from '@nestjs/schedule';
 import { TerminusModule } from '@nestjs/terminus';
 import { TypeOrmModule } from '@nestjs/typeorm';
-import { ApiKeyGuard, InternalKeyGuard } from './common/auth.guard';
+import { AuthGuard } from './auth/auth.guard';
+import { CredentialsService } from './auth/credentials.service';
 import { ErrorFilter } from './common/error.filter';
 import { OrchestratorConfig } from './config/orchestrator.config';
 import { Database } from './database/database';
@@ -12,6 +13,7 @@ import { FleetController } from './fleet/fleet.controller';
 import { FleetService } from './fleet/fleet.service';
 import { ReaperService } from './fleet/reaper.service';
 import { RetentionService } from './fleet/retention.service';
+import { WorkerAccess } from './fleet/worker-access';
 import { WorkerRepository } from './fleet/worker.repository';
 import { WorkersController } from './fleet/workers.controller';
 import { JobRepository } from './jobs/job.repository';
@@ -44,8 +46,9 @@ export class AppModule {
         { provide: LeaseExpiryRepository, useValue: new LeaseExpiryRepository() },
         { provide: WorkerRepository, useValue: new WorkerRepository() },
         Database,
-        ApiKeyGuard,
-        InternalKeyGuard,
+        AuthGuard,
+        CredentialsService,
+        WorkerAccess,
         MetricsService,
         JobsService,
         LeasesService,

@@ -17,7 +17,7 @@ describe('hostile input (the generator of `npm run fuzz`, fewer requests)', () =
     const valid = { param: '6f1c0d4e-8a51-4c47-9a57-6a4b1a0f3c21', body: { attempt: 1, leaseToken: '6f1c0d4e-8a51-4c47-9a57-6a4b1a0f3c22', status: 'running' } };
     const run = (seed: number) => {
       const rng = new Rng(seed);
-      return Array.from({ length: 50 }, () => hostileRequest(rng, ep, valid, ['w-1'], { product: 'p', other: 'o', internal: 'i' }, 4096));
+      return Array.from({ length: 50 }, () => hostileRequest(rng, ep, valid, ['w-1'], { product: 'p', other: 'o', operator: 'op', internal: 'i', tokens: ['t'] }, 4096));
     };
     assert.deepEqual(run(7), run(7));
     assert.notDeepEqual(run(7), run(8));

@@ -92,11 +92,14 @@ describe('leases, fencing and the reaper (short lease TTL)', () => {
       return { jobId: job.id, attempt: job.attempt, leaseToken: job.leaseToken };
     }));
     const [a, b, c] = workers;
+    // A worker that stopped: its token still names it, but it is not registered any more.
+    const gone = await registerWorker(suite.worker, { gpuClass });
+    await suite.worker.deregister(gone);
     const beats = await Promise.allSettled([
       ...workers.map((w, i) => suite.worker.heartbeat(w, { activity: 'busy', leases: [leases[i]!] })),
       suite.worker.heartbeat(a!, { activity: 'busy', leases: [leases[0]!, leases[1]!] }), // b's lease is not a's
       suite.worker.heartbeat(c!, { activity: 'busy', leases: [{ ...leases[2]!, leaseToken: '00000000-0000-4000-8000-000000000000' }] }),
-      suite.worker.heartbeat('never-registered', { activity: 'idle', leases: [] }),
+      suite.worker.heartbeat(gone, { activity: 'idle', leases: [] }),
     ]);
     const answer = (i: number) => (beats[i] as PromiseFulfilledResult<{ renewed: string[]; lost: string[] }>).value;
     workers.forEach((_, i) => assert.deepEqual(answer(i), { ...answer(i), renewed: [leases[i]!.jobId], lost: [] }, `worker ${i}`));
@@ -158,13 +161,13 @@ describe('leases, fencing and the reaper (short lease TTL)', () => {
     const gpuClass = lane();
     const workerId = await registerWorker(suite.worker, { gpuClass });
     const offline = await eventually(async () => {
-      const w = (await suite.fleet.listWorkers()).find((x) => x.id === workerId);
+      const w = (await suite.ops.listWorkers()).find((x) => x.id === workerId);
       return w?.state === 'offline' ? w : undefined;
     }, 60_000, 100);
     assert.equal(offline.state, 'offline');
     await assert.rejects(suite.worker.claim(workerId, 0), (e: FleetApiError) => e.code === 'worker_not_registered');
     await suite.worker.heartbeat(workerId, { activity: 'idle', leases: [] });
-    assert.equal((await suite.fleet.listWorkers()).find((x) => x.id === workerId)?.state, 'online');
+    assert.equal((await suite.ops.listWorkers()).find((x) => x.id === workerId)?.state, 'online');
   });
 
   test('a claim whose caller hung up while parked does not strand a job', async () => {

@@ -56,7 +56,7 @@ describe('job lifecycle over HTTP (real orchestrator process, real PostgreSQL)',
     assert.deepEqual(final.result, result);
     assert.ok(final.finishedAt);
 
-    const workers = await suite.fleet.listWorkers();
+    const workers = await suite.ops.listWorkers();
     const me = workers.find((w) => w.id === reg.workerId);
     assert.equal(me?.activity, 'busy');
     assert.equal(me?.telemetry?.gpuUtilPct, 87);
@@ -291,13 +291,13 @@ describe('job lifecycle over HTTP (real orchestrator process, real PostgreSQL)',
     const gpuClass = lane();
     const workerId = await registerWorker(suite.worker, { gpuClass });
     await suite.fleet.createJob(lipsyncJob({ requirements: { gpuClass } }));
-    await suite.fleet.commandWorker(workerId, 'drain');
+    await suite.ops.commandWorker(workerId, 'drain');
     const hb = await suite.worker.heartbeat(workerId, { activity: 'idle', leases: [] });
     assert.deepEqual(hb.commands, ['drain']);
     const started = Date.now();
     assert.equal(await suite.worker.claim(workerId, 20_000), null);
     assert.ok(Date.now() - started < 10_000, 'a draining worker is not parked: it is answered long before its 20 s wait ends');
-    await suite.fleet.commandWorker(workerId, 'none');
+    await suite.ops.commandWorker(workerId, 'none');
     assert.ok(await suite.worker.claim(workerId, 0));
   });
 
@@ -305,7 +305,7 @@ describe('job lifecycle over HTTP (real orchestrator process, real PostgreSQL)',
     const health = await fetch(`${suite.orch.url}/health`);
     assert.equal(health.status, 200);
     assert.equal(((await health.json()) as { status: string }).status, 'ok');
-    const metrics = await (await fetch(`${suite.orch.url}/metrics`)).text();
+    const metrics = await suite.ops.metrics();
     // Job counts come from a background snapshot (metrics.test.ts checks their values).
     assert.match(metrics, /# TYPE fleet_jobs gauge/);
     assert.match(metrics, /fleet_jobs_snapshot_age_seconds [\d.]+/);

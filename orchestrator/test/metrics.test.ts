@@ -16,7 +16,7 @@ after(async () => {
 });
 
 async function scrape(): Promise<{ queued: number; age: number }> {
-  const text = await (await fetch(`${orch.url}/metrics`)).text();
+  const text = await orch.operator().metrics();
   const queued = /fleet_jobs\{kind="lipsync",state="queued"\} (\d+)/.exec(text);
   const age = /fleet_jobs_snapshot_age_seconds ([\d.e+-]+)/.exec(text);
   assert.ok(age, 'the snapshot age is exported');

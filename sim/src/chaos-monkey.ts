@@ -1,4 +1,4 @@
-import type { FleetClient } from '@avatar-fleet/contracts';
+import type { OperatorClient } from '@avatar-fleet/contracts';
 import type { EventLog } from './events';
 import type { HostPool } from './host-pool';
 import type { Replicas } from './replicas';
@@ -28,7 +28,8 @@ export class ChaosMonkey {
     private readonly hosts: HostPool,
     private readonly replicas: Replicas,
     private readonly database: { restart(mode: 'immediate'): Promise<void> },
-    private readonly fleet: FleetClient,
+    /** Drains workers, as an operator would. */
+    private readonly ops: OperatorClient,
     private readonly log: EventLog,
   ) {}
 
@@ -106,7 +107,7 @@ export class ChaosMonkey {
     const live = [...this.hosts.live];
     const id = live[Math.floor(Math.random() * live.length)];
     if (!id) return;
-    await this.fleet.commandWorker(id, 'drain').catch(() => undefined);
+    await this.ops.commandWorker(id, 'drain').catch(() => undefined);
     this.drains++;
   }
 }

@@ -4,8 +4,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { Pool } from 'pg';
 import { startBenchDatabase } from '@avatar-fleet/bench/dist/lib/bench-database';
-import { API_KEY, INTERNAL_KEY } from '@avatar-fleet/orchestrator/dist/test/helpers/orchestrator-process';
-import { FleetClient } from '@avatar-fleet/contracts';
+import { API_KEY, INTERNAL_KEY, OPERATOR_KEY } from '@avatar-fleet/orchestrator/dist/test/helpers/orchestrator-process';
+import { FleetClient, OperatorClient } from '@avatar-fleet/contracts';
 import { audit, type AuditReport } from './audit';
 import { EventLog } from './events';
 import { ChaosMonkey } from './chaos-monkey';
@@ -107,7 +107,7 @@ export async function runScenario(o: ScenarioOptions): Promise<ScenarioResult> {
     const submission = submitJobs({ fleet, jobs: o.jobs, perSecond: o.submitPerSecond, keyPrefix, gpuClass, stopSignal: giveUp.signal });
     let submitted = false;
     void submission.then(() => (submitted = true));
-    const chaos = new ChaosMonkey(o, hosts, replicas, database, fleet, log);
+    const chaos = new ChaosMonkey(o, hosts, replicas, database, new OperatorClient({ baseUrl: url, apiKey: OPERATOR_KEY }), log);
     // Progress comes from the database, read while everything else goes on; it drives the chaos.
     while (Date.now() - started < o.deadlineMs) {
       const states = await countByState(pool, keyPrefix).catch(() => null);

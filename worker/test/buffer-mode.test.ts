@@ -37,7 +37,7 @@ describe('buffer mode: real orchestrator and worker processes', () => {
     assert.equal(lane.output(done), `alpha ${id} 1 https://media.example/hello.wav\n`);
     assert.deepEqual(await worker.exited, { code: 0, signal: null });
     assert.match(worker.output(), /deregistered released=0/);
-    const views = await suite.fleet.listWorkers();
+    const views = await suite.ops.listWorkers();
     const view = views.find((w) => w.id === workerIdOf(worker))!;
     assert.equal(view.state, 'stopped');
     assert.equal(view.executionProvider, 'none');
@@ -106,7 +106,7 @@ describe('buffer mode: real orchestrator and worker processes', () => {
     const until = Date.now() + 28_000;
     while (Date.now() < until) {
       await new Promise((r) => setTimeout(r, 2_000));
-      const view = (await suite.fleet.listWorkers()).find((w) => w.id === workerId)!;
+      const view = (await suite.ops.listWorkers()).find((w) => w.id === workerId)!;
       samples.push(Date.now() - Date.parse(view.lastHeartbeatAt));
       const job = await suite.fleet.getJob(id);
       if (job.state !== 'running') break;
@@ -160,17 +160,17 @@ describe('buffer mode: real orchestrator and worker processes', () => {
     const lane = newLane();
     const worker = await lane.worker({ TEST_JOB_MS: '50' });
     const workerId = workerIdOf(worker);
-    await suite.fleet.commandWorker(workerId, 'drain');
+    await suite.ops.commandWorker(workerId, 'drain');
     await worker.waitFor(/drain command/);
     const id = await lane.job();
     await new Promise((r) => setTimeout(r, 1_500));
     assert.equal((await suite.fleet.getJob(id)).state, 'queued', 'a draining worker claims nothing');
-    await suite.fleet.commandWorker(workerId, 'none');
+    await suite.ops.commandWorker(workerId, 'none');
     await lane.until(id, (j) => j.state === 'succeeded').catch((e: Error) => assert.fail(`${e.message}\n${worker.output()}`));
     assert.match(worker.output(), /drain lifted/);
-    await suite.fleet.commandWorker(workerId, 'shutdown');
+    await suite.ops.commandWorker(workerId, 'shutdown');
     assert.deepEqual(await worker.exited, { code: 0, signal: null });
     assert.match(worker.output(), /stopping: no new jobs reason="shutdown command"/);
-    assert.equal((await suite.fleet.listWorkers()).find((w) => w.id === workerId)!.state, 'stopped');
+    assert.equal((await suite.ops.listWorkers()).find((w) => w.id === workerId)!.state, 'stopped');
   });
 });

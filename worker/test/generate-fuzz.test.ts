@@ -4,6 +4,7 @@ import { after, before, describe, test } from 'node:test';
 import type { ErrorBody } from '@avatar-fleet/contracts';
 import { assertClean, withFuzzSession } from '@avatar-fleet/orchestrator/dist/test/helpers/fuzz';
 import { sendRaw } from '@avatar-fleet/orchestrator/dist/test/helpers/fuzz-runner';
+import { leaseFor } from '@avatar-fleet/orchestrator/dist/test/helpers/lease-for';
 import { useOrchestrator } from '@avatar-fleet/orchestrator/dist/test/helpers/orchestrator-suite';
 import { createTestDatabase } from '@avatar-fleet/orchestrator/dist/test/helpers/test-database';
 import { FAST_FLEET, Lane, workerIdOf } from './helpers/fleet-fixture';
@@ -53,7 +54,7 @@ describe('what the fuzzer found in POST /generate', () => {
     });
   const envelope = async () => {
     await lane.job();
-    const { job } = (await suite.worker.claim(workerIdOf(worker), 0))!;
+    const job = (await leaseFor(suite.db.pool, workerIdOf(worker), Number(FAST_FLEET.LEASE_TTL_SEC)))!;
     return { jobId: job.id, kind: job.kind, input: job.input, attempt: job.attempt, leaseToken: job.leaseToken };
   };
 

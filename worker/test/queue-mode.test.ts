@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { after, describe, test } from 'node:test';
 import axios from 'axios';
 import { freePort } from '@avatar-fleet/orchestrator/dist/test/helpers/free-port';
+import { leaseFor } from '@avatar-fleet/orchestrator/dist/test/helpers/lease-for';
 import { useOrchestrator } from '@avatar-fleet/orchestrator/dist/test/helpers/orchestrator-suite';
 import { FAST_FLEET, Lane, workerIdOf } from './helpers/fleet-fixture';
 import { startWorkerProcess } from './helpers/worker-process';
@@ -21,7 +22,7 @@ describe('queue mode (Salad Job Queue): /hc, /ping, /generate', () => {
 
     // The test plays the orchestrator's queue dispatcher: lease the job to this worker, then forward the envelope.
     const id = await lane.job('https://media.example/queue.wav');
-    const claimed = (await suite.worker.claim(workerIdOf(worker), 0))!.job;
+    const claimed = (await leaseFor(suite.db.pool, workerIdOf(worker), Number(FAST_FLEET.LEASE_TTL_SEC)))!;
     const envelope = { jobId: claimed.id, kind: claimed.kind, input: claimed.input, attempt: claimed.attempt, leaseToken: claimed.leaseToken };
     const pending = http.post(`${base}/generate`, envelope);
     await lane.until(id, (j) => j.progress !== null && j.state === 'running');
@@ -69,7 +70,7 @@ describe('queue mode (Salad Job Queue): /hc, /ping, /generate', () => {
     assert.equal((await http.get(`${base}/nowhere`)).status, 404);
 
     const id = await lane.job();
-    const claimed = (await suite.worker.claim(workerIdOf(worker), 0))!.job;
+    const claimed = (await leaseFor(suite.db.pool, workerIdOf(worker), Number(FAST_FLEET.LEASE_TTL_SEC)))!;
     const stale = await http.post(`${base}/generate`, {
       jobId: claimed.id, kind: claimed.kind, input: claimed.input, attempt: claimed.attempt, leaseToken: '11111111-1111-4111-8111-111111111111',
     });
@@ -87,7 +88,7 @@ describe('queue mode (Salad Job Queue): /hc, /ping, /generate', () => {
     assert.equal((await suite.fleet.getJob(id)).state, 'failed');
 
     // Drained, the worker turns envelopes away with a retryable 503, so Salad sends them elsewhere.
-    await suite.fleet.commandWorker(workerIdOf(worker), 'drain');
+    await suite.ops.commandWorker(workerIdOf(worker), 'drain');
     await worker.waitFor(/drain command/);
     const drained = await http.post(`${base}/generate`, { jobId: claimed.id, kind: claimed.kind, input: claimed.input, attempt: claimed.attempt, leaseToken: claimed.leaseToken });
     assert.equal(drained.status, 503);

@@ -42,6 +42,8 @@ export interface JobProgressView {
 
 export interface JobView {
   id: string;
+  /** The name of the product key that created the job. */
+  owner: string;
   kind: JobKind;
   state: JobState;
   input: Record<string, unknown>;
@@ -106,6 +108,12 @@ export interface WorkerView {
   registeredAt: string;
   lastHeartbeatAt: string;
   runningJobs: number;
+  /** Registrations of this id so far. */
+  epoch: number;
+  /** `token`: registered, with its own token. `shared-key`: a legacy host on INTERNAL_API_KEY. */
+  credential: 'token' | 'shared-key';
+  /** When an operator revoked it; null when it is not revoked. */
+  revokedAt: string | null;
 }
 
 export class WorkerCommandRequest {

@@ -13,7 +13,7 @@ export type TypedCreateJob<K extends JobKind> = Omit<CreateJobRequest, 'kind' | 
 
 /** The product backend's client for `/v1`. */
 export class FleetClient {
-  private readonly http: AxiosInstance;
+  protected readonly http: AxiosInstance;
 
   constructor(options: ClientOptions) {
     this.http = createHttp(options);
@@ -46,11 +46,32 @@ export class FleetClient {
     return (await send<JobView>(this.http, { method: 'POST', url: Routes.product.retryJob(id), data: {} }))!;
   }
 
+}
+
+/**
+ * The operator's client: everything a product key can do to jobs (on every owner's jobs), plus the
+ * fleet. Made with an operator key (OPERATOR_KEYS).
+ */
+export class OperatorClient extends FleetClient {
   async listWorkers(): Promise<WorkerView[]> {
     return (await send<WorkerView[]>(this.http, { method: 'GET', url: Routes.product.workers }))!;
   }
 
   async commandWorker(id: string, command: WorkerCommand | 'none'): Promise<WorkerView> {
     return (await send<WorkerView>(this.http, { method: 'POST', url: Routes.product.workerCommand(id), data: { command } }))!;
+  }
+
+  /** Stops the worker, voids its token and bars its id until reinstated; its jobs are requeued. */
+  async revokeWorker(id: string): Promise<WorkerView> {
+    return (await send<WorkerView>(this.http, { method: 'POST', url: Routes.product.revokeWorker(id), data: {} }))!;
+  }
+
+  async reinstateWorker(id: string): Promise<WorkerView> {
+    return (await send<WorkerView>(this.http, { method: 'POST', url: Routes.product.reinstateWorker(id), data: {} }))!;
+  }
+
+  /** The Prometheus text of `/metrics`. */
+  async metrics(): Promise<string> {
+    return (await send<string>(this.http, { method: 'GET', url: Routes.ops.metrics, responseType: 'text' }))!;
   }
 }

@@ -41,13 +41,44 @@ export class RegisterWorkerRequest {
   @IsOptional() @IsInt() @Min(1) @Max(64) slots?: number;
   /** onnxruntime execution provider in use (cuda, tensorrt, cpu). */
   @IsOptional() @IsString() @MaxLength(32) executionProvider?: string;
+  /**
+   * The epoch this process was last registered with, when it registers again (after losing its
+   * registration). Refused with 409 stale_registration when another process registered the id since.
+   */
+  @IsOptional() @IsInt() @Min(1) @Max(MAX_ATTEMPT) epoch?: number;
 }
 
 export interface RegisterWorkerResponse {
   workerId: string;
+  /**
+   * This worker's own credential: send it as `Authorization: Bearer <token>` on every other call
+   * (heartbeat, claim, status, progress, deregister). It is shown once; the orchestrator keeps a hash.
+   */
+  token: string;
+  /** Registration epoch: one more each time this id registers. A newer one fences out older processes. */
+  epoch: number;
   heartbeatIntervalSec: number;
   leaseTtlSec: number;
   maxClaimWaitMs: number;
+}
+
+/** The worker token's prefix: tells a token from a shared key at a glance, and in the log's redactions. */
+export const WORKER_TOKEN_PREFIX = 'wkr_';
+
+/**
+ * What a legacy host (seed 003) may say about itself in a heartbeat or claim. It never registers:
+ * the orchestrator registers it from these on its first heartbeat or claim. Ignored otherwise.
+ */
+export class LegacyIdentity {
+  /** `GPU_CLASS` or `GPU_CLASS_NAME`; `RTX 3090 (24 GB)` also gives the VRAM. */
+  @IsOptional() @IsString() @MaxLength(64) gpuClass?: string;
+  @IsOptional() @IsString() @MaxLength(64) gpuClassName?: string;
+  @IsOptional() @IsNumber({ allowNaN: false, allowInfinity: false }) @Min(0) @Max(4096) vramGb?: number;
+  /** Kinds it runs; a MuseTalk buffer worker runs `lipsync` when this is absent. */
+  @IsOptional() @IsArray() @ArrayNotEmpty() @ArrayUnique() @ArrayMaxSize(16) @IsIn(JOB_KIND_NAMES, { each: true })
+  kinds?: JobKind[];
+  @IsOptional() @IsString() @MaxLength(64) version?: string;
+  @IsOptional() @IsIn(PROVIDERS) provider?: Provider;
 }
 
 /** A lease the worker believes it holds: the fencing token of one attempt. */
@@ -68,10 +99,15 @@ export class Telemetry {
   @IsOptional() @IsNumber() @Min(0) @Max(1e8) memTotalMb?: number;
 }
 
-export class HeartbeatRequest {
-  @IsIn(WORKER_ACTIVITY) activity!: WorkerActivity;
-  @IsArray() @ArrayMaxSize(64) @IsObject({ each: true }) @ValidateNested({ each: true }) @Type(() => HeldLease)
-  leases!: HeldLease[];
+export class HeartbeatRequest extends LegacyIdentity {
+  /** `busy` when absent and the worker holds a job, else `idle`. */
+  @IsOptional() @IsIn(WORKER_ACTIVITY) activity?: WorkerActivity;
+  /**
+   * The leases the worker holds; each is renewed if still its own, and `lost` lists the rest.
+   * Absent (a legacy host), every lease the orchestrator knows the worker holds is renewed.
+   */
+  @IsOptional() @IsArray() @ArrayMaxSize(64) @IsObject({ each: true }) @ValidateNested({ each: true }) @Type(() => HeldLease)
+  leases?: HeldLease[];
   @IsOptional() @IsObject() @ValidateNested() @Type(() => Telemetry)
   telemetry?: Telemetry;
   @IsOptional() @IsString() @MaxLength(32) executionProvider?: string;
@@ -88,8 +124,9 @@ export interface HeartbeatResponse {
   leaseExpiresAt: string;
 }
 
-export class ClaimRequest {
-  @IsString() @Matches(WORKER_ID_PATTERN, { message: '$property must be a registered worker id' })
+export class ClaimRequest extends LegacyIdentity {
+  @IsDefined({ message: '$property is required: the id this worker registered with (BUFFER_WORKER_ID)' })
+  @IsString() @Matches(WORKER_ID_PATTERN, { message: '$property must be 1-128 characters of letters, digits, . _ : -' })
   workerId!: string;
   /** How long to park when nothing is claimable; 0 answers at once. */
   @IsOptional() @IsInt() @Min(0) @Max(25_000) waitMs?: number;
@@ -125,7 +162,9 @@ export const STATUS_KINDS = ['running', 'completed', 'failed'] as const;
 
 /** Every worker write carries (attempt, leaseToken): the fencing token. */
 export class FencedWrite {
+  @IsDefined({ message: '$property is required: send the attempt from the claim answer' })
   @IsInt() @Min(1) @Max(MAX_ATTEMPT) attempt!: number;
+  @IsDefined({ message: '$property is required: send the leaseToken from the claim answer' })
   @IsUUID() leaseToken!: string;
 }
 
@@ -178,6 +217,8 @@ export interface ProgressResponse {
 
 export class DeregisterRequest {
   @IsOptional() @IsString() @MaxLength(500) reason?: string;
+  /** The epoch this process registered with: refused (409 stale_registration) when the id registered again since. */
+  @IsOptional() @IsInt() @Min(1) @Max(MAX_ATTEMPT) epoch?: number;
 }
 
 export interface DeregisterResponse {

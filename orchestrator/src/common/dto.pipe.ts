@@ -1,15 +1,30 @@
 import type { ArgumentMetadata, PipeTransform } from '@nestjs/common';
 import type { ClassConstructor } from 'class-transformer';
-import { validateDto } from '@avatar-fleet/contracts';
+import { camelizeKeys, validateDto } from '@avatar-fleet/contracts';
 import { ApiError } from './api-error';
 
-/** Validates a body or query against a contracts DTO; 400 naming every bad field. */
+/** What a job's worker reports as its result is kept as sent, snake_case and all. */
+const OPAQUE = new Set(['result']);
+
+/**
+ * Validates a body or query against a contracts DTO; 400 naming every bad field. With
+ * `snakeCase` (the worker API), `worker_id` and its kind are accepted as `workerId`.
+ */
 export class DtoPipe<T extends object> implements PipeTransform<unknown, T> {
-  constructor(private readonly dto: ClassConstructor<T>) {}
+  constructor(
+    private readonly dto: ClassConstructor<T>,
+    private readonly options: { snakeCase?: boolean } = {},
+  ) {}
 
   transform(value: unknown, metadata?: ArgumentMetadata): T {
     // No body at all is an empty object; a JSON `null` body is refused like any other non-object.
-    const result = validateDto(this.dto, value === undefined ? {} : value, metadata?.type === 'query' ? '(query)' : '(body)');
+    let plain: unknown = value === undefined ? {} : value;
+    if (this.options.snakeCase) {
+      const renamed = camelizeKeys(plain, OPAQUE);
+      if (renamed.problems.length) throw ApiError.validation(renamed.problems);
+      plain = renamed.value;
+    }
+    const result = validateDto(this.dto, plain, metadata?.type === 'query' ? '(query)' : '(body)');
     if (!result.ok) throw ApiError.validation(result.fields);
     return result.value;
   }

@@ -41,12 +41,33 @@ export class OrchestratorConfig {
   API_KEYS!: string;
 
   @EnvVar({
-    description: 'Bearer key of the worker API (`/internal/...`): at least 16 characters, no whitespace. Every worker uses the same value.',
+    description: 'Enrolment key of the worker API (`/internal/...`): at least 16 characters, no whitespace. Every worker holds the ' +
+      'same value and uses it to register; registering returns the worker\'s own token, which every later call of that worker ' +
+      'must send. Hosts that never register (legacy, seed 003) use this key for everything while `LEGACY_WORKERS=allow`.',
     secret: true,
   })
   @IsString() @MinLength(16, { message: 'INTERNAL_API_KEY must be at least 16 characters' })
   @Matches(/^\S+$/, { message: 'INTERNAL_API_KEY must not contain whitespace (check for a stray newline)' })
   INTERNAL_API_KEY!: string;
+
+  @EnvVar({
+    description: 'Operator keys as `name:key` pairs separated by commas, the format of `API_KEYS`. An operator key manages the ' +
+      'fleet: lists and commands workers, revokes them, sees and acts on every owner\'s jobs, and reads `/metrics`. It cannot ' +
+      'create jobs. Unset: no key can do any of that. A key may not also be a product key or `INTERNAL_API_KEY`.',
+    secret: true,
+  })
+  @IsOptional() @IsString() @Matches(/^\s*[A-Za-z0-9_.-]+:[^\s,:]{16,}\s*(,\s*[A-Za-z0-9_.-]+:[^\s,:]{16,}\s*)*$/, {
+    message: 'OPERATOR_KEYS must be name:key pairs separated by commas, each key at least 16 characters without spaces',
+  })
+  OPERATOR_KEYS?: string;
+
+  @EnvVar({
+    description: '`allow`: hosts that never register (the seed-003 MuseTalk worker) may heartbeat, claim and report with ' +
+      '`INTERNAL_API_KEY` alone; each is registered on its first heartbeat or claim and logged as legacy. They can act only ' +
+      'as workers without a token of their own, never as a worker that registered. `refuse`: that key only registers, and ' +
+      'every other worker call needs the worker\'s token. Set `refuse` once no legacy host is left.',
+  })
+  @IsIn(['allow', 'refuse']) LEGACY_WORKERS: 'allow' | 'refuse' = 'allow';
 
   @EnvVar({ description: 'Heartbeat interval in seconds, handed to workers when they register.' })
   @Transform(toInt) @IsInt() @Min(1) @Max(300) HEARTBEAT_INTERVAL_SEC: number = 10;
@@ -99,13 +120,23 @@ export class OrchestratorConfig {
 
   /** Parsed API_KEYS: key -> owner name. */
   apiKeys(): Map<string, string> {
-    const map = new Map<string, string>();
-    for (const pair of this.API_KEYS.split(',')) {
-      const [name, key] = pair.trim().split(':') as [string, string];
-      map.set(key, name);
-    }
-    return map;
+    return keyPairs(this.API_KEYS);
   }
+
+  /** Parsed OPERATOR_KEYS: key -> operator name. */
+  operatorKeys(): Map<string, string> {
+    return keyPairs(this.OPERATOR_KEYS ?? '');
+  }
+}
+
+function keyPairs(list: string): Map<string, string> {
+  const map = new Map<string, string>();
+  for (const pair of list.split(',')) {
+    if (!pair.trim()) continue;
+    const [name, key] = pair.trim().split(':') as [string, string];
+    map.set(key, name);
+  }
+  return map;
 }
 
 export class ConfigError extends Error {
@@ -114,7 +145,7 @@ export class ConfigError extends Error {
 
 /** Reads only the variables the class declares, so unrelated environment never fails validation. */
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): OrchestratorConfig {
-  const known = Object.keys(new OrchestratorConfig()).concat(['DATABASE_URL', 'API_KEYS', 'INTERNAL_API_KEY']);
+  const known = Object.keys(new OrchestratorConfig()).concat(['DATABASE_URL', 'API_KEYS', 'INTERNAL_API_KEY', 'OPERATOR_KEYS']);
   const picked: Record<string, string> = {};
   for (const name of new Set(known)) {
     const value = env[name];
@@ -125,6 +156,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): OrchestratorCo
   // Only a well-formed API_KEYS can be read pair by pair; a malformed one is reported as such above.
   const shared = picked.API_KEYS && !fields.some((f) => f.field === 'API_KEYS') ? sharedKeys(picked.API_KEYS) : [];
   if (shared.length) fields.push({ field: 'API_KEYS', problems: shared });
+  if (result.ok) fields.push(...crossRoleKeys(result.value));
   if (!result.ok || fields.length) {
     const lines = fields.map((f) => `  ${f.field}: ${f.problems.join('; ')}`);
     throw new ConfigError(`invalid configuration (${fields.length} variable(s)):\n${lines.join('\n')}`);
@@ -145,4 +177,22 @@ function sharedKeys(apiKeys: string): string[] {
   return [...owners.values()]
     .filter((names) => names.size > 1)
     .map((names) => `one key is listed for the owners ${[...names].join(', ')}; give each owner its own key`);
+}
+
+/**
+ * A key of two roles would act as whichever role is checked first: a product key that is also an
+ * operator key would run the fleet. Names the variables, never the key.
+ */
+function crossRoleKeys(config: OrchestratorConfig): { field: string; problems: string[] }[] {
+  const product = config.apiKeys();
+  const operator = config.operatorKeys();
+  const out: { field: string; problems: string[] }[] = [];
+  for (const [key, name] of operator) {
+    if (product.has(key)) out.push({ field: 'OPERATOR_KEYS', problems: [`the key of operator ${name} is also a product key in API_KEYS; give each role its own keys`] });
+    if (key === config.INTERNAL_API_KEY) out.push({ field: 'OPERATOR_KEYS', problems: [`the key of operator ${name} is INTERNAL_API_KEY; give each role its own keys`] });
+  }
+  for (const [key, name] of product) {
+    if (key === config.INTERNAL_API_KEY) out.push({ field: 'API_KEYS', problems: [`the key of ${name} is INTERNAL_API_KEY; give each role its own keys`] });
+  }
+  return out;
 }

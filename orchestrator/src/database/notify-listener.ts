@@ -6,6 +6,8 @@ export const Channels = {
   jobsQueued: 'fleet_jobs_queued',
   /** Payload: job ids, comma-separated. Sent when jobs reach a terminal state. */
   jobFinished: 'fleet_job_finished',
+  /** Payload: a worker id. Sent when its credentials change (registered, revoked, reinstated). */
+  workerCredentials: 'fleet_worker_credentials',
 } as const;
 export type Channel = (typeof Channels)[keyof typeof Channels];
 

@@ -1,9 +1,11 @@
 import { randomBytes } from 'node:crypto';
 import { Injectable, Logger } from '@nestjs/common';
 import {
-  ErrorCode, MAX_CLAIM_WAIT_MS, type DeregisterResponse, type HeartbeatRequest, type HeartbeatResponse,
+  ErrorCode, MAX_CLAIM_WAIT_MS, WORKER_TOKEN_PREFIX, type DeregisterResponse, type HeartbeatRequest, type HeartbeatResponse,
   type RegisterWorkerRequest, type RegisterWorkerResponse, type WorkerCommand, type WorkerView,
 } from '@avatar-fleet/contracts';
+import { CredentialsService } from '../auth/credentials.service';
+import { sha256 } from '../auth/principal';
 import { ApiError } from '../common/api-error';
 import { OrchestratorConfig } from '../config/orchestrator.config';
 import { Coalescer } from '../database/coalescer';
@@ -11,7 +13,11 @@ import { Database } from '../database/database';
 import { LeaseRepository, type Heartbeat, type HeartbeatOutcome } from '../leases/lease.repository';
 import { LeasesService } from '../leases/leases.service';
 import { MetricsService } from '../observability/metrics.service';
+import { notRegistered, revokedError } from './worker-errors';
 import { WorkerRepository } from './worker.repository';
+
+/** A claim whose worker was revoked goes back uncharged: the job did nothing wrong. */
+const NO_CHARGE = { kind: 'none', cap: 0 } as const;
 
 /** The worker registry: registration, heartbeats, graceful stops and operator commands. */
 @Injectable()
@@ -31,27 +37,40 @@ export class FleetService {
     private readonly leases: LeaseRepository,
     private readonly metrics: MetricsService,
     private readonly leasing: LeasesService,
+    private readonly credentials: CredentialsService,
   ) {}
 
   /**
-   * A fixed id that registers again is a restarted worker: whatever its previous life held is
-   * released at once, since that process is gone.
+   * Registers the worker and issues its token (kept only as a hash). A fixed id that registers
+   * again is a restarted worker: its previous life's jobs are released at once (that process is
+   * gone), its old token stops working, and the epoch moves on. A process that says which epoch it
+   * had (`req.epoch`) is refused if another process registered the id since: it is the stale one.
    */
   async register(req: RegisterWorkerRequest): Promise<RegisterWorkerResponse> {
     const workerId = req.workerId ?? `${req.provider}-${randomBytes(6).toString('hex')}`;
-    // Worker-supplied text is logged quoted (JSON), so a line break in it cannot forge a log line.
-    const released = await this.db.transaction(async (c) => {
+    const token = WORKER_TOKEN_PREFIX + randomBytes(32).toString('base64url');
+    const { released, epoch, wasLive } = await this.db.transaction(async (c) => {
+      const prior = await this.workers.credentialOf(c, workerId, true);
+      if (prior?.revokedAt) throw revokedError(workerId, prior.revokedAt);
+      if (prior && req.epoch !== undefined && prior.epoch !== req.epoch) throw staleRegistration(workerId, req.epoch, prior.epoch);
       // The process that held them is gone without deregistering: a crash, charged as a lease loss.
       const ids = await this.leases.release(c, workerId, { kind: 'restart', cap: this.config.MAX_LEASE_LOSSES });
-      await this.workers.upsert(c, workerId, req);
-      return ids;
+      const next = await this.workers.upsert(c, workerId, req, sha256(token));
+      if (next === null) throw new Error(`worker ${workerId}: registration refused after its row was checked`);
+      return { released: ids, epoch: next, wasLive: prior?.state === 'online' };
     });
+    // This replica forgets the old token now; the others when the NOTIFY reaches them.
+    this.credentials.forget(workerId);
     this.leasing.rememberCaps(workerId, { kinds: req.kinds, gpuClass: req.gpuClass ?? null, vramGb: req.vramGb ?? 0 });
     this.noteRegistration();
-    this.logger.log(`worker ${workerId} registered (${req.provider}/${req.mode}, ${req.gpuClass ? JSON.stringify(req.gpuClass) : 'no gpu class'}, kinds ${req.kinds.join(',')})`);
+    // Worker-supplied text is logged quoted (JSON), so a line break in it cannot forge a log line.
+    this.logger.log(`worker ${workerId} registered (epoch ${epoch}; ${req.provider}/${req.mode}, ${req.gpuClass ? JSON.stringify(req.gpuClass) : 'no gpu class'}, kinds ${req.kinds.join(',')})`);
+    if (wasLive && req.epoch === undefined) this.logger.warn(`worker ${workerId} registered afresh while epoch ${epoch - 1} was online; that process is now stale`);
     if (released.length) this.logger.warn(`worker ${workerId} re-registered; released ${released.length} job(s) of its previous run`);
     return {
       workerId,
+      token,
+      epoch,
       heartbeatIntervalSec: this.config.HEARTBEAT_INTERVAL_SEC,
       leaseTtlSec: this.config.LEASE_TTL_SEC,
       maxClaimWaitMs: MAX_CLAIM_WAIT_MS,
@@ -71,8 +90,17 @@ export class FleetService {
     this.db.pool.query('ANALYZE workers').catch((error: Error) => this.logger.warn(`ANALYZE workers failed: ${error.message}`));
   }
 
-  async heartbeat(workerId: string, req: HeartbeatRequest): Promise<HeartbeatResponse> {
-    const outcome = await this.beats.submit({ workerId, ...req });
+  /**
+   * Renews the leases the beat lists, or, when it lists none at all (a legacy host, which does not
+   * know it should), every lease the worker holds: such a host would otherwise lose each job that
+   * runs longer than the lease.
+   */
+  async heartbeat(workerId: string, body: HeartbeatRequest): Promise<HeartbeatResponse> {
+    const leases = body.leases ?? (await this.workers.leasesHeldBy(this.db.pool, workerId));
+    const req = { ...body, leases, activity: body.activity ?? (leases.length ? 'busy' : 'idle') } as const;
+    const outcome = await this.beats.submit({
+      workerId, activity: req.activity, leases, telemetry: req.telemetry, executionProvider: req.executionProvider,
+    });
     if (!outcome) throw notRegistered(workerId);
     this.metrics.heartbeatLag.observe(outcome.lagSec);
     if (outcome.wasOffline) this.logger.warn(`worker ${workerId} is back online`);
@@ -105,18 +133,46 @@ export class FleetService {
    * Stops the worker, then releases what it holds: stopped first, so that no claim can lease it a
    * job after the release has looked (see WorkerRepository.stop).
    */
-  async deregister(workerId: string, reason?: string): Promise<DeregisterResponse> {
+  async deregister(workerId: string, epoch: number | null, reason?: string): Promise<DeregisterResponse> {
     const released = await this.db.transaction(async (c) => {
-      if (!(await this.workers.stop(c, workerId))) return null;
+      if (!(await this.workers.stop(c, workerId, epoch))) return null;
       return this.leases.release(c, workerId, { kind: 'stop', cap: this.config.MAX_RELEASES });
     });
-    if (!released) throw notRegistered(workerId);
+    if (!released) {
+      const now = await this.workers.credentialOf(this.db.pool, workerId);
+      if (now && epoch !== null && now.epoch !== epoch) throw staleRegistration(workerId, epoch, now.epoch);
+      throw notRegistered(workerId);
+    }
     this.logger.log(`worker ${workerId} deregistered${reason ? ` (${JSON.stringify(reason)})` : ''}; released ${released.length} job(s)`);
     return { released };
   }
 
   list(): Promise<WorkerView[]> {
     return this.workers.list(this.db.pool);
+  }
+
+  /**
+   * Revokes the worker: stopped at once, its token refused everywhere, its id barred from
+   * registering until reinstated; its jobs go back to the queue uncharged.
+   */
+  async revoke(workerId: string): Promise<WorkerView> {
+    const released = await this.db.transaction(async (c) => {
+      if (!(await this.workers.setRevoked(c, workerId, true))) return null;
+      return this.leases.release(c, workerId, NO_CHARGE);
+    });
+    if (!released) throw ApiError.notFound(`worker ${workerId}`);
+    this.credentials.forget(workerId);
+    this.logger.warn(`worker ${workerId} revoked by an operator; released ${released.length} job(s)`);
+    return (await this.workers.list(this.db.pool, workerId))[0]!;
+  }
+
+  /** Lifts a revocation; the worker comes back by registering anew (its old tokens stay void). */
+  async reinstate(workerId: string): Promise<WorkerView> {
+    const ok = await this.db.transaction((c) => this.workers.setRevoked(c, workerId, false));
+    if (!ok) throw ApiError.notFound(`worker ${workerId}`);
+    this.credentials.forget(workerId);
+    this.logger.log(`worker ${workerId} reinstated by an operator`);
+    return (await this.workers.list(this.db.pool, workerId))[0]!;
   }
 
   async command(workerId: string, command: WorkerCommand | 'none'): Promise<WorkerView> {
@@ -128,6 +184,7 @@ export class FleetService {
 
 const DEADLOCK_DETECTED = '40P01';
 
-function notRegistered(workerId: string): ApiError {
-  return new ApiError(409, ErrorCode.WorkerNotRegistered, `worker ${workerId} is not registered; register again`);
+function staleRegistration(workerId: string, had: number, now: number): ApiError {
+  return new ApiError(409, ErrorCode.StaleRegistration,
+    `worker ${workerId} was registered again by another process (epoch ${now}; this process had epoch ${had}); this process is stale and must stop`);
 }

@@ -1,10 +1,12 @@
-import { Column, Entity, PrimaryColumn } from 'typeorm';
+import { Column, Entity, Index, PrimaryColumn } from 'typeorm';
 import type { JobKind, WorkerCommand } from '@avatar-fleet/contracts';
 
 export type WorkerState = 'online' | 'offline' | 'stopped';
 
 /** A registered GPU worker. `state` is the orchestrator's view; `activity` is what the worker reports. */
 @Entity({ name: 'workers' })
+@Index('workers_token_hash_uq', ['tokenHash'], { unique: true, where: 'token_hash IS NOT NULL' })
+@Index('workers_prior_token_hash_idx', ['priorTokenHash'], { where: 'prior_token_hash IS NOT NULL' })
 export class WorkerEntity {
   @PrimaryColumn('text') id!: string;
   @Column('text') provider!: string;
@@ -25,4 +27,11 @@ export class WorkerEntity {
   @Column('jsonb', { nullable: true }) telemetry!: Record<string, number> | null;
   @Column('timestamptz', { name: 'registered_at', default: () => 'now()' }) registeredAt!: Date;
   @Column('timestamptz', { name: 'last_heartbeat_at', default: () => 'now()' }) lastHeartbeatAt!: Date;
+  /** Registrations of this id so far; the newest process's epoch fences older ones out. */
+  @Column('int', { default: 0 }) epoch!: number;
+  /** SHA-256 of the worker's token; NULL for a legacy host that uses the shared key. */
+  @Column('bytea', { name: 'token_hash', nullable: true }) tokenHash!: Buffer | null;
+  /** The previous registration's token hash, to tell a stale process from an unknown key. */
+  @Column('bytea', { name: 'prior_token_hash', nullable: true }) priorTokenHash!: Buffer | null;
+  @Column('timestamptz', { name: 'revoked_at', nullable: true }) revokedAt!: Date | null;
 }

@@ -9,6 +9,8 @@ import type { JobKind, JobState } from '@avatar-fleet/contracts';
 @Entity({ name: 'jobs' })
 @Index('jobs_owner_idempotency_key_uq', ['owner', 'idempotencyKey'], { unique: true, where: 'idempotency_key IS NOT NULL' })
 @Index('jobs_owner_created_idx', ['owner', 'createdAt', 'id'])
+// Operators list every owner's jobs, newest first.
+@Index('jobs_created_idx', ['createdAt', 'id'])
 // Leased (running) jobs number at most the fleet's slots; lease_expires_at is set exactly while a job
 // is running. One small partial index serves per-worker lookups and the reaper's scans. Its
 // predicate is on lease_expires_at, not state, so a statement that only says state = 'running'

@@ -27,7 +27,7 @@ export interface ListPosition {
 export type CreateOutcome = { kind: 'created' | 'existing'; job: JobView } | { kind: 'conflict' };
 export type TransitionOutcome = { kind: 'ok'; job: JobView } | { kind: 'missing' } | { kind: 'invalid_state'; state: JobState };
 
-const VIEW_COLUMNS = `id, kind, state, input, priority, gpu_class, min_vram_gb, idempotency_key, webhook_url, attempt,
+const VIEW_COLUMNS = `id, owner, kind, state, input, priority, gpu_class, min_vram_gb, idempotency_key, webhook_url, attempt,
   attempts_used, max_attempts, lease_losses, timeout_sec, cancel_requested, worker_id, progress, result, error_code,
   error_message, created_at, updated_at, run_after, started_at, finished_at`;
 
@@ -61,10 +61,10 @@ export class JobRepository {
     return { kind: 'existing', job: toView(row) };
   }
 
-  async get(db: Queryable, owner: string, id: string): Promise<JobView | null> {
+  async get(db: Queryable, owner: string | null, id: string): Promise<JobView | null> {
     const { rows } = await db.query({
       name: 'job-get',
-      text: `SELECT ${VIEW_COLUMNS} FROM jobs WHERE id = $1 AND owner = $2`,
+      text: `SELECT ${VIEW_COLUMNS} FROM jobs WHERE id = $1 AND ($2::text IS NULL OR owner = $2)`,
       values: [id, owner],
     });
     return rows[0] ? toView(rows[0]) : null;
@@ -73,13 +73,13 @@ export class JobRepository {
   /** Newest first; the cursor is the (created_at, id) of the last row of the previous page. */
   async list(
     db: Pool,
-    owner: string,
+    owner: string | null,
     filter: { state?: JobState; kind?: JobKind; limit: number; after?: ListPosition },
   ): Promise<{ items: JobView[]; last: ListPosition | null }> {
     // Positions are kept in whole microseconds: a JavaScript Date would round them to milliseconds.
     const { rows } = await db.query(
       `SELECT ${VIEW_COLUMNS}, (extract(epoch FROM created_at) * 1000000)::bigint::text AS created_us FROM jobs
-       WHERE owner = $1 AND ($2::text IS NULL OR state = $2) AND ($3::text IS NULL OR kind = $3)
+       WHERE ($1::text IS NULL OR owner = $1) AND ($2::text IS NULL OR state = $2) AND ($3::text IS NULL OR kind = $3)
          AND ($4::bigint IS NULL OR (created_at, id) < (timestamptz 'epoch' + $4::bigint * interval '1 microsecond', $5::uuid))
        ORDER BY created_at DESC, id DESC LIMIT $6`,
       [owner, filter.state ?? null, filter.kind ?? null, filter.after?.createdUs ?? null, filter.after?.id ?? null, filter.limit],
@@ -89,7 +89,7 @@ export class JobRepository {
   }
 
   /** Queued: cancelled at once. Running: flagged, and the worker learns it from its next heartbeat or progress reply. */
-  async cancel(db: Queryable, owner: string, id: string): Promise<TransitionOutcome> {
+  async cancel(db: Queryable, owner: string | null, id: string): Promise<TransitionOutcome> {
     const { rows } = await db.query(
       `WITH done AS (
          UPDATE jobs SET
@@ -99,7 +99,7 @@ export class JobRepository {
            error_message = CASE WHEN state = 'queued' THEN 'cancelled on request' ELSE error_message END,
            finished_at = CASE WHEN state = 'queued' THEN now() ELSE finished_at END,
            updated_at = now()
-         WHERE id = $1 AND owner = $2 AND state IN ('queued', 'running')
+         WHERE id = $1 AND ($2::text IS NULL OR owner = $2) AND state IN ('queued', 'running')
          RETURNING ${VIEW_COLUMNS}
        )
        SELECT done.*, CASE WHEN state = 'cancelled' THEN pg_notify('${Channels.jobFinished}', id::text) END FROM done`,
@@ -110,13 +110,13 @@ export class JobRepository {
   }
 
   /** A failed or cancelled job goes back to the queue with a fresh budget of attempts. */
-  async retry(db: Queryable, owner: string, id: string): Promise<TransitionOutcome> {
+  async retry(db: Queryable, owner: string | null, id: string): Promise<TransitionOutcome> {
     const { rows } = await db.query(
       `WITH done AS (
-         UPDATE jobs SET state = 'queued', attempts_used = 0, lease_losses = 0, cancel_requested = false,
+         UPDATE jobs SET state = 'queued', attempts_used = 0, lease_losses = 0, releases = 0, cancel_requested = false,
            error_code = NULL, error_message = NULL, result = NULL, progress = NULL, finished_at = NULL,
            run_after = now(), updated_at = now()
-         WHERE id = $1 AND owner = $2 AND state IN ('failed', 'cancelled')
+         WHERE id = $1 AND ($2::text IS NULL OR owner = $2) AND state IN ('failed', 'cancelled')
          RETURNING ${VIEW_COLUMNS}
        )
        SELECT done.*, pg_notify('${Channels.jobsQueued}', kind) FROM done`,
@@ -132,7 +132,7 @@ export class JobRepository {
     return rows;
   }
 
-  private async explain(db: Queryable, owner: string, id: string, idempotentStates: JobState[]): Promise<TransitionOutcome> {
+  private async explain(db: Queryable, owner: string | null, id: string, idempotentStates: JobState[]): Promise<TransitionOutcome> {
     const job = await this.get(db, owner, id);
     if (!job) return { kind: 'missing' };
     if (idempotentStates.includes(job.state)) return { kind: 'ok', job };
@@ -149,6 +149,7 @@ function iso(value: Date | null): string | null {
 export function toView(r: Row): JobView {
   return {
     id: r.id,
+    owner: r.owner,
     kind: r.kind,
     state: r.state,
     input: r.input,

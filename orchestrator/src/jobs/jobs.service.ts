@@ -60,7 +60,7 @@ export class JobsService implements OnModuleInit, BeforeApplicationShutdown {
   }
 
   /** With waitMs, answers as soon as the job is terminal, or with its current state when the wait is over. */
-  async get(owner: string, id: string, waitMs = 0, signal?: AbortSignal): Promise<JobView> {
+  async get(owner: string | null, id: string, waitMs = 0, signal?: AbortSignal): Promise<JobView> {
     let job = await this.jobs.get(this.db.pool, owner, id);
     if (!job) throw ApiError.notFound(`job ${id}`);
     if (waitMs <= 0 || isTerminal(job) || this.closing) return job;
@@ -79,18 +79,18 @@ export class JobsService implements OnModuleInit, BeforeApplicationShutdown {
     return (await this.jobs.get(this.db.pool, owner, id)) ?? job;
   }
 
-  async list(owner: string, query: ListJobsQuery): Promise<ListJobsResponse> {
+  async list(owner: string | null, query: ListJobsQuery): Promise<ListJobsResponse> {
     const limit = query.limit ?? 50;
     const after = query.cursor ? decodeCursor(query.cursor) : undefined;
     const page = await this.jobs.list(this.db.pool, owner, { state: query.state, kind: query.kind, limit, after });
     return { items: page.items, nextCursor: page.items.length === limit && page.last ? encodeCursor(page.last) : null };
   }
 
-  async cancel(owner: string, id: string): Promise<JobView> {
+  async cancel(owner: string | null, id: string): Promise<JobView> {
     return unwrap(id, await this.jobs.cancel(this.db.pool, owner, id), 'cancel');
   }
 
-  async retry(owner: string, id: string): Promise<JobView> {
+  async retry(owner: string | null, id: string): Promise<JobView> {
     return unwrap(id, await this.jobs.retry(this.db.pool, owner, id), 'retry');
   }
 }

@@ -4,30 +4,47 @@ import type { FastifyReply } from 'fastify';
 import {
   ClaimRequest, ProgressRequest, StatusRequest, type ClaimResponse, type ProgressResponse, type StatusResponse,
 } from '@avatar-fleet/contracts';
-import { InternalKeyGuard } from '../common/auth.guard';
+import { Allow, AuthGuard, Caller } from '../auth/auth.guard';
+import type { Principal } from '../auth/principal';
 import { DtoPipe, UuidPipe } from '../common/dto.pipe';
 import { hangUpSignal } from '../common/request-signal';
+import { WorkerAccess } from '../fleet/worker-access';
 import { schemaRef } from '../observability/openapi';
 import { LeasesService } from './leases.service';
 
-/** Claim, status and progress, on the exact paths GPU hosts already use. */
+/** Why a claim answered 204: a 204 has no body, so the reason travels in this header. */
+export const NO_JOB_HEADER = 'x-no-job-reason';
+
+/**
+ * Claim, status and progress, on the exact paths GPU hosts already use. Status and progress are
+ * authorised by the lease itself (its token is a secret that only the claim answer carried) and
+ * a worker credential; WorkerAccess says which credential may report on which job.
+ */
 @ApiTags('internal: jobs')
 @ApiBearerAuth()
-@UseGuards(InternalKeyGuard)
+@UseGuards(AuthGuard)
+@Allow('worker', 'enrolment')
 @Controller('internal')
 export class LeasesController {
-  constructor(private readonly leases: LeasesService) {}
+  constructor(
+    private readonly leases: LeasesService,
+    private readonly access: WorkerAccess,
+  ) {}
 
   @Post('buffer/jobs/claim')
-  @ApiOperation({ summary: 'Long-poll claim (<= 25 s): 200 with a leased job, or 204' })
+  @ApiOperation({ summary: `Long-poll claim (<= 25 s): 200 with a leased job, or 204 with the reason in ${NO_JOB_HEADER}` })
   @ApiBody({ schema: schemaRef('ClaimRequest') })
   async claim(
+    @Caller() caller: Principal,
     @Res({ passthrough: true }) reply: FastifyReply,
-    @Body(new DtoPipe(ClaimRequest)) body: ClaimRequest,
+    @Body(new DtoPipe(ClaimRequest, { snakeCase: true })) body: ClaimRequest,
   ): Promise<ClaimResponse | undefined> {
+    await this.access.actFor(caller, body.workerId, body);
     const waitMs = body.waitMs ?? 20_000;
-    const job = await this.leases.claim(body.workerId, waitMs, hangUpSignal(reply, waitMs > 0));
+    const signal = hangUpSignal(reply, waitMs > 0);
+    const job = await this.leases.claim(body.workerId, waitMs, signal);
     if (!job) {
+      if (!signal.aborted) reply.header(NO_JOB_HEADER, await this.leases.whyNoJob(body.workerId));
       reply.status(204);
       return undefined;
     }
@@ -39,11 +56,14 @@ export class LeasesController {
   @HttpCode(200)
   @ApiOperation({ summary: 'running / completed (result) / failed (error); 409 when the attempt is stale. claimNext claims the next job in the same call' })
   @ApiBody({ schema: schemaRef('StatusRequest') })
-  status(
+  async status(
+    @Caller() caller: Principal,
     @Res({ passthrough: true }) reply: FastifyReply,
     @Param('id', new UuidPipe()) id: string,
-    @Body(new DtoPipe(StatusRequest)) body: StatusRequest,
+    @Body(new DtoPipe(StatusRequest, { snakeCase: true })) body: StatusRequest,
   ): Promise<StatusResponse> {
+    await this.access.reportFor(caller, id);
+    if (body.claimNext) await this.access.actFor(caller, body.claimNext.workerId);
     return this.leases.status(id, body, hangUpSignal(reply, (body.claimNext?.waitMs ?? 0) > 0));
   }
 
@@ -51,7 +71,12 @@ export class LeasesController {
   @HttpCode(200)
   @ApiOperation({ summary: 'Progress (stage, fraction, monotonic sequence); the reply says whether cancel was requested' })
   @ApiBody({ schema: schemaRef('ProgressRequest') })
-  progress(@Param('id', new UuidPipe()) id: string, @Body(new DtoPipe(ProgressRequest)) body: ProgressRequest): Promise<ProgressResponse> {
+  async progress(
+    @Caller() caller: Principal,
+    @Param('id', new UuidPipe()) id: string,
+    @Body(new DtoPipe(ProgressRequest, { snakeCase: true })) body: ProgressRequest,
+  ): Promise<ProgressResponse> {
+    await this.access.reportFor(caller, id);
     return this.leases.progress(id, body);
   }
 }

@@ -7,13 +7,17 @@ import { OrchestratorConfig } from '../config/orchestrator.config';
 import { Coalescer } from '../database/coalescer';
 import { Database } from '../database/database';
 import { Channels } from '../database/notify-listener';
+import { notRegistered } from '../fleet/worker-errors';
 import { MetricsService } from '../observability/metrics.service';
 import { ClaimWaiters } from './claim-waiters';
+import { explainNoJob, pendingCommand } from './no-job-reason';
 import {
   LeaseRepository, type ClaimOutcome, type CompleteOutcome, type Completion, type CompletionState, type WorkerCaps,
 } from './lease.repository';
 
 const MAX_CACHED_CAPS = 50_000;
+/** A 204's reason is worked out once per capabilities in this window: idle fleets ask it constantly. */
+const NO_JOB_REASON_MS = 5_000;
 /** A claim whose answer never reached its worker goes back uncharged: the job did nothing wrong. */
 const NO_CHARGE = { kind: 'none', cap: 0 } as const;
 
@@ -34,6 +38,7 @@ export class LeasesService implements OnModuleInit, BeforeApplicationShutdown {
    * table. Bounded: the oldest entries go first, and a forgotten worker is simply looked up again.
    */
   private readonly caps = new Map<string, WorkerCaps>();
+  private readonly noJobReasons = new Map<string, { at: number; text: string }>();
   private readonly claims = new Coalescer<ClaimRequest, ClaimOutcome>((batch) => this.claimBatch(batch), { maxBatch: 256, maxInFlight: 1 });
   // Batches that complete jobs stop at 200: that many ids fit in the one NOTIFY (8000 bytes) that lists them.
   private readonly completions = new Coalescer<Completion, CompletionResult>((batch) => this.completeBatch(batch), { maxBatch: 200, maxInFlight: 1 });
@@ -87,7 +92,7 @@ export class LeasesService implements OnModuleInit, BeforeApplicationShutdown {
         }
         if (outcome.kind === 'unknown_worker' || outcome.kind === 'caps_changed') {
           this.metrics.claims.inc({ outcome: 'rejected' });
-          throw new ApiError(409, ErrorCode.WorkerNotRegistered, `worker ${workerId} is not registered or not online; register again`);
+          throw notRegistered(workerId);
         }
         const remaining = deadline - Date.now();
         if (outcome.kind === 'draining' || remaining <= 0 || signal.aborted) {
@@ -113,6 +118,21 @@ export class LeasesService implements OnModuleInit, BeforeApplicationShutdown {
       waiter?.done();
       this.metrics.parkedClaims.set(this.waiters.size);
     }
+  }
+
+  /** Why the worker's claim found nothing (see explainNoJob), shared by workers of equal capabilities for a few seconds. */
+  async whyNoJob(workerId: string): Promise<string> {
+    const caps = await this.capsOf(workerId);
+    if (!caps) return `worker ${workerId} is not registered`;
+    const command = await pendingCommand(this.db.pool, workerId);
+    if (command) return command;
+    const key = JSON.stringify(caps);
+    const cached = this.noJobReasons.get(key);
+    if (cached && Date.now() - cached.at < NO_JOB_REASON_MS) return cached.text;
+    const text = await explainNoJob(this.db.pool, caps);
+    if (this.noJobReasons.size >= MAX_CACHED_CAPS) this.noJobReasons.clear();
+    this.noJobReasons.set(key, { at: Date.now(), text });
+    return text;
   }
 
   async progress(jobId: string, req: ProgressRequest): Promise<ProgressResponse> {

@@ -35,6 +35,11 @@ export class MetricsService implements OnModuleInit, OnModuleDestroy {
     buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 5, 30],
     registers: [this.registry],
   });
+  readonly legacyRequests = new Counter({
+    name: 'fleet_legacy_worker_requests_total',
+    help: 'Worker calls made with the shared key by legacy hosts (no token of their own); zero means LEGACY_WORKERS=refuse is safe',
+    registers: [this.registry],
+  });
   readonly parkedClaims = new Gauge({ name: 'fleet_parked_claims', help: 'Long-poll claims waiting on this replica', registers: [this.registry] });
 
   constructor(

@@ -1,12 +1,13 @@
-import { Controller, Get, Header } from '@nestjs/common';
+import { Controller, Get, Header, UseGuards } from '@nestjs/common';
 import { ApiExcludeEndpoint, ApiTags } from '@nestjs/swagger';
 import {
   HealthCheck, HealthCheckService, HealthIndicatorService, TypeOrmHealthIndicator, type HealthCheckResult, type HealthIndicatorResult,
 } from '@nestjs/terminus';
+import { Allow, AuthGuard } from '../auth/auth.guard';
 import { Database } from '../database/database';
 import { MetricsService } from './metrics.service';
 
-/** Unauthenticated probes: keep them free of anything secret. */
+/** The health probe is unauthenticated (keep it free of anything secret); metrics need an operator key. */
 @ApiTags('ops')
 @Controller()
 export class OpsController {
@@ -31,7 +32,10 @@ export class OpsController {
     return down ? indicator.down({ message: down }) : indicator.up();
   }
 
+  /** Every tenant's counts and the fleet's shape: operators only (Prometheus sends the key as a bearer token). */
   @Get('metrics')
+  @UseGuards(AuthGuard)
+  @Allow('operator')
   @ApiExcludeEndpoint()
   @Header('Content-Type', 'text/plain; version=0.0.4')
   scrape(): Promise<string> {

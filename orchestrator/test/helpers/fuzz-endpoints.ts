@@ -3,11 +3,14 @@
  * fixtures that request needs (a leased job, a registered worker, a cancelled job, ...). Fixtures
  * are made through the typed clients, the way a product backend and a worker would make them.
  */
-import type { ClaimedJob, FleetClient, WorkerClient } from '@avatar-fleet/contracts';
-import { lane, lipsyncJob, registerWorker, workerRegistration } from './fixtures';
+import type { Pool } from 'pg';
+import type { ClaimedJob, FleetClient, OperatorClient, WorkerClient } from '@avatar-fleet/contracts';
+import { lane, lipsyncJob, workerRegistration } from './fixtures';
 import type { Rng } from './fuzz-values';
+import { leaseFor } from './lease-for';
 
-export type Auth = 'product' | 'internal' | 'none';
+/** The credential a route takes: a product, operator or enrolment key, a worker's own token, or none. */
+export type Auth = 'product' | 'operator' | 'enrolment' | 'worker' | 'none';
 
 /** A request that the orchestrator accepts as it stands; the fuzzer changes one thing in it. */
 export interface ValidRequest {
@@ -15,6 +18,8 @@ export interface ValidRequest {
   param?: string;
   body?: unknown;
   query?: Record<string, string>;
+  /** For `worker` routes: the token of the worker the request acts for. */
+  key?: string;
 }
 
 export interface EndpointFixture {
@@ -51,16 +56,42 @@ const fence = (l: Lease) => ({ attempt: l.attempt, leaseToken: l.leaseToken });
 export class FuzzWorld {
   /** Ids and tokens of other jobs, workers and leases: requests act on them as if they were their own. */
   readonly related: string[] = [];
+  /** Other workers' tokens, current and stale: credentials a request may try instead of its own. */
+  readonly foreignTokens: string[] = [];
+  private readonly tokens = new Map<string, string>();
 
   constructor(
     readonly product: FleetClient,
     readonly other: FleetClient,
+    readonly ops: OperatorClient,
+    /** Made with the enrolment key; it then acts for each worker it registered with that worker's token. */
     readonly worker: WorkerClient,
+    private readonly pool: Pool,
+    /** Every secret the answers and the log must never show; each worker token made is added. */
+    readonly secrets: string[],
   ) {}
 
   /** A registered worker alone in its own GPU class, so it claims only the jobs made for it. */
   async workerIn(gpuClass: string, workerId?: string): Promise<string> {
-    const id = await registerWorker(this.worker, { gpuClass, ...(workerId ? { workerId } : {}) });
+    const { workerId: id, token } = await this.worker.register(workerRegistration({ gpuClass, ...(workerId ? { workerId } : {}) }));
+    this.tokens.set(id, token);
+    this.secrets.push(token);
+    this.related.push(id);
+    return id;
+  }
+
+  /** The current token of a worker this world registered. */
+  tokenOf(workerId: string): string {
+    const token = this.tokens.get(workerId);
+    if (!token) throw new Error(`fuzz fixture: no token for worker ${workerId}`);
+    return token;
+  }
+
+  /** A legacy host (seed 003): registered by its first heartbeat, made with the shared key and a GPU_CLASS_NAME. */
+  async legacyWorker(gpuClass: string): Promise<string> {
+    const id = `legacy-${gpuClass}`;
+    // No token for this id: the client sends the shared key.
+    await this.worker.heartbeat(id, { gpuClassName: `${gpuClass} (24 GB)` });
     this.related.push(id);
     return id;
   }
@@ -81,13 +112,16 @@ export class FuzzWorld {
     return id;
   }
 
-  /** A job leased to `workerId`, whose GPU class is `gpuClass`. */
+  /**
+   * A job leased to `workerId`, whose GPU class is `gpuClass`: claimed with its token, or, for a
+   * worker process this world did not register (its token is its own), leased on the orchestrator's side.
+   */
   async leasedJob(workerId: string, gpuClass: string): Promise<Lease> {
     await this.queuedJob(gpuClass);
-    const claim = await this.worker.claim(workerId, 0);
-    if (!claim) throw new Error(`fuzz fixture: worker ${workerId} could not claim the job made for it`);
-    this.related.push(claim.job.leaseToken);
-    return toLease(claim.job);
+    const job = this.tokens.has(workerId) ? (await this.worker.claim(workerId, 0))?.job : await leaseFor(this.pool, workerId, 86_400);
+    if (!job) throw new Error(`fuzz fixture: worker ${workerId} could not claim the job made for it`);
+    this.related.push(job.leaseToken);
+    return toLease(job);
   }
 
   /**
@@ -96,10 +130,20 @@ export class FuzzWorld {
    */
   async victims(): Promise<void> {
     const gpuClass = lane();
-    await this.leasedJob(await this.workerIn(gpuClass), gpuClass);
+    const holder = await this.workerIn(gpuClass);
+    await this.leasedJob(holder, gpuClass);
+    this.foreignTokens.push(this.tokenOf(holder));
     await this.queuedJob(lane(), this.other);
     const gone = await this.workerIn(lane());
     await this.worker.deregister(gone, { reason: 'fuzz: gone' });
+    // A token its worker's later registration made stale, and one an operator revoked.
+    const restarted = await this.workerIn(lane());
+    this.foreignTokens.push(this.tokenOf(restarted));
+    await this.workerIn(lane(), restarted);
+    const revoked = await this.workerIn(lane());
+    this.foreignTokens.push(this.tokenOf(revoked));
+    await this.ops.revokeWorker(revoked);
+    await this.legacyWorker(lane());
     this.related.push('ghost-worker-0001', '00000000-0000-4000-8000-000000000000');
   }
 }
@@ -160,27 +204,39 @@ export const ENDPOINTS: Endpoint[] = [
     setup: (world) => renewing(() => world.cancelledJob(lane()), (id) => ({ param: id, body: {} })),
   },
   {
-    name: 'GET /v1/workers', method: 'GET', route: '/v1/workers', auth: 'product',
+    name: 'GET /v1/workers', method: 'GET', route: '/v1/workers', auth: 'operator',
     async setup() {
       return { valid: () => ({}) };
     },
   },
   {
-    name: 'POST /v1/workers/:id/command', method: 'POST', route: '/v1/workers/:param/command', auth: 'product', paramField: 'id',
+    name: 'POST /v1/workers/:id/command', method: 'POST', route: '/v1/workers/:param/command', auth: 'operator', paramField: 'id',
     async setup(world) {
       const id = await world.workerIn(lane());
       return { valid: (rng) => ({ param: id, body: { command: rng.pick(['drain', 'shutdown', 'none']) } }) };
     },
   },
   {
-    name: 'POST /internal/buffer/workers/register', method: 'POST', route: '/internal/buffer/workers/register', auth: 'internal',
+    name: 'POST /v1/workers/:id/revoke', method: 'POST', route: '/v1/workers/:param/revoke', auth: 'operator', paramField: 'id',
+    setup: (world) => renewing(() => world.workerIn(lane()), (id) => ({ param: id, body: {} })),
+  },
+  {
+    name: 'POST /v1/workers/:id/reinstate', method: 'POST', route: '/v1/workers/:param/reinstate', auth: 'operator', paramField: 'id',
+    async setup(world) {
+      const id = await world.workerIn(lane());
+      await world.ops.revokeWorker(id);
+      return { valid: () => ({ param: id, body: {} }), renew: async () => void (await world.ops.revokeWorker(id)) };
+    },
+  },
+  {
+    name: 'POST /internal/buffer/workers/register', method: 'POST', route: '/internal/buffer/workers/register', auth: 'enrolment',
     async setup() {
       const body = workerRegistration({ workerId: `fuzz-${lane()}`, gpuClass: lane(), slots: 2, hourlyCost: 0.35, executionProvider: 'cuda' });
       return { valid: () => ({ body }) };
     },
   },
   {
-    name: 'POST /internal/buffer/workers/:id/heartbeat', method: 'POST', route: '/internal/buffer/workers/:param/heartbeat', auth: 'internal',
+    name: 'POST /internal/buffer/workers/:id/heartbeat', method: 'POST', route: '/internal/buffer/workers/:param/heartbeat', auth: 'worker',
     paramField: 'workerId',
     async setup(world) {
       const gpuClass = lane();
@@ -189,35 +245,45 @@ export const ENDPOINTS: Endpoint[] = [
       return {
         valid: (rng) => ({
           param: id,
+          key: world.tokenOf(id),
           body: { activity: rng.pick(['busy', 'idle', 'draining']), leases: [held], telemetry: TELEMETRY, executionProvider: 'cuda' },
         }),
       };
     },
   },
   {
-    name: 'POST /internal/buffer/workers/:id/deregister', method: 'POST', route: '/internal/buffer/workers/:param/deregister', auth: 'internal',
+    // A seed-003 host: the shared key, snake_case, no lease list (every held lease is renewed).
+    name: 'POST /internal/buffer/workers/:id/heartbeat (legacy)', method: 'POST', route: '/internal/buffer/workers/:param/heartbeat',
+    auth: 'enrolment', paramField: 'workerId',
+    async setup(world) {
+      const id = await world.legacyWorker(lane());
+      return { valid: (rng) => ({ param: id, body: { activity: rng.pick(['busy', 'idle']), gpu_class_name: 'RTX 3090 (24 GB)', telemetry: { gpu_util_pct: 40 } } }) };
+    },
+  },
+  {
+    name: 'POST /internal/buffer/workers/:id/deregister', method: 'POST', route: '/internal/buffer/workers/:param/deregister', auth: 'worker',
     paramField: 'workerId',
     async setup(world) {
       const gpuClass = lane();
       const id = await world.workerIn(gpuClass);
       return {
-        valid: () => ({ param: id, body: { reason: 'fuzz: scale down' } }),
+        valid: () => ({ param: id, key: world.tokenOf(id), body: { reason: 'fuzz: scale down' } }),
         renew: async () => void (await world.workerIn(gpuClass, id)),
       };
     },
   },
   {
-    name: 'POST /internal/buffer/jobs/claim', method: 'POST', route: '/internal/buffer/jobs/claim', auth: 'internal', keep: ['waitMs'],
+    name: 'POST /internal/buffer/jobs/claim', method: 'POST', route: '/internal/buffer/jobs/claim', auth: 'worker', keep: ['waitMs'],
     async setup(world) {
       const gpuClass = lane();
       const id = await world.workerIn(gpuClass);
       await world.queuedJob(gpuClass);
       // A claim that took the job leaves none: make the next, so no valid claim has to park.
-      return { valid: () => ({ body: { workerId: id, waitMs: 0 } }), renew: async () => void (await world.queuedJob(gpuClass)) };
+      return { valid: () => ({ key: world.tokenOf(id), body: { workerId: id, waitMs: 0 } }), renew: async () => void (await world.queuedJob(gpuClass)) };
     },
   },
   {
-    name: 'POST /internal/buffer/jobs/:id/status', method: 'POST', route: '/internal/buffer/jobs/:param/status', auth: 'internal',
+    name: 'POST /internal/buffer/jobs/:id/status', method: 'POST', route: '/internal/buffer/jobs/:param/status', auth: 'worker',
     paramField: 'id', related: { status: ['result', 'error', 'claimNext'] },
     async setup(world) {
       const gpuClass = lane();
@@ -233,7 +299,7 @@ export const ENDPOINTS: Endpoint[] = [
         () => ({ ...fence(held), status: 'failed', error: { code: 'media_unreadable', message: 'bad audio', retryable: true }, claimNext }),
       ];
       return {
-        valid: (rng) => ({ param: held.jobId, body: rng.pick(bodies)() }),
+        valid: (rng) => ({ param: held.jobId, key: world.tokenOf(workerId), body: rng.pick(bodies)() }),
         async renew(response) {
           const answer = response as { state?: string; next?: ClaimedJob | null } | null;
           if (answer?.state === 'running') return;
@@ -244,14 +310,16 @@ export const ENDPOINTS: Endpoint[] = [
     },
   },
   {
-    name: 'POST /internal/jobs/:id/progress', method: 'POST', route: '/internal/jobs/:param/progress', auth: 'internal', paramField: 'id',
+    name: 'POST /internal/jobs/:id/progress', method: 'POST', route: '/internal/jobs/:param/progress', auth: 'worker', paramField: 'id',
     async setup(world) {
       const gpuClass = lane();
-      const held = await world.leasedJob(await world.workerIn(gpuClass), gpuClass);
+      const workerId = await world.workerIn(gpuClass);
+      const held = await world.leasedJob(workerId, gpuClass);
       let sequence = 0;
       return {
         valid: () => ({
           param: held.jobId,
+          key: world.tokenOf(workerId),
           body: { ...fence(held), stage: 'render', fraction: 0.5, sequence: ++sequence, message: 'frame 10 of 20' },
         }),
       };
@@ -265,8 +333,8 @@ export const ENDPOINTS: Endpoint[] = [
       return { valid: (rng) => ({ body: rng.chance(0.6) ? LIPSYNC_CREATE : PREPARE_CREATE }) };
     },
   },
-  ...['/health', '/metrics', '/docs-json'].map((route): Endpoint => ({
-    name: `GET ${route}`, method: 'GET', route, auth: 'none',
+  ...([['/health', 'none'], ['/metrics', 'operator'], ['/docs-json', 'none']] as const).map(([route, auth]): Endpoint => ({
+    name: `GET ${route}`, method: 'GET', route, auth,
     async setup() {
       return { valid: () => ({}) };
     },

@@ -10,8 +10,13 @@ import {
 
 export interface Keys {
   product: string;
+  /** A second product key, of another owner. */
   other: string;
+  operator: string;
+  /** The enrolment key (INTERNAL_API_KEY). */
   internal: string;
+  /** Other workers' tokens (current, stale, revoked); filled in as fixtures are made. */
+  tokens: readonly string[];
 }
 
 export interface FuzzRequest {
@@ -58,9 +63,19 @@ function queryString(query: Record<string, string> | undefined): string {
   return query ? new URLSearchParams(query).toString() : '';
 }
 
-function authHeaders(auth: Endpoint['auth'], keys: Keys): Record<string, string> {
-  if (auth === 'none') return {};
-  return { authorization: `Bearer ${auth === 'product' ? keys.product : keys.internal}` };
+/** The key a valid request of the endpoint sends; null for none. */
+function ownKey(ep: Endpoint, valid: ValidRequest, keys: Keys): string | null {
+  switch (ep.auth) {
+    case 'none': return null;
+    case 'product': return keys.product;
+    case 'operator': return keys.operator;
+    case 'enrolment': return keys.internal;
+    case 'worker': return valid.key ?? keys.internal;
+  }
+}
+
+function authHeaders(key: string | null): Record<string, string> {
+  return key === null ? {} : { authorization: `Bearer ${key}` };
 }
 
 /** The valid body changed in one place: a value replaced or removed, or a key added. */
@@ -159,9 +174,9 @@ function mutateQuery(rng: Rng, query: Record<string, string> | undefined, relate
   return { what: `query ${JSON.stringify(name.slice(0, 20))}`, query: text, blame };
 }
 
-function mutateAuth(rng: Rng, ep: Endpoint, keys: Keys): Draft {
-  const own = ep.auth === 'internal' ? keys.internal : keys.product;
-  const swapped = ep.auth === 'internal' ? keys.product : keys.internal;
+/** Credentials gone wrong: none, malformed, someone else's, or a key of another role. */
+function mutateAuth(rng: Rng, own: string, keys: Keys): Draft {
+  const swapped = rng.pick([keys.product, keys.operator, keys.internal, keys.other, ...keys.tokens].filter((k) => k !== own));
   const variants: Record<string, string | string[]>[] = [
     {},
     { authorization: 'Bearer wrong-key-0123456789abcdef' },
@@ -251,8 +266,10 @@ export function hostileRequest(
 ): FuzzRequest {
   const hasBody = ep.method === 'POST';
   const roll = rng.int(100);
+  const own = ownKey(ep, valid, keys);
   let draft: Draft;
-  if (roll < 10) draft = mutateAuth(rng, ep, keys);
+  // On a public route a key changes nothing; it is still sent, in every wrong shape.
+  if (roll < 10) draft = mutateAuth(rng, own ?? keys.product, keys);
   else if (roll < 17) draft = mutateType(rng);
   else if (roll < 22) draft = { what: 'malformed HTTP', malformed: true, blame: [] };
   else if (roll < 32 && valid.param !== undefined) draft = mutateParam(rng, valid.param, related);
@@ -264,7 +281,7 @@ export function hostileRequest(
   const param = draft.param ?? (valid.param === undefined ? undefined : encode(valid.param));
   const query = draft.query ?? queryString(valid.query);
   const path = `${param === undefined ? ep.route : ep.route.replace(':param', param)}${query ? `?${query}` : ''}`;
-  const auth = authHeaders(ep.auth, keys);
+  const auth = authHeaders(own);
   const sendsBody = hasBody || draft.body !== undefined || draft.bytes !== undefined;
   const body = draft.bytes ?? (sendsBody ? encodeJson('body' in draft ? draft.body : valid.body) : undefined);
   if (draft.malformed) return malformedHttp(rng, ep.method, path, auth, body ?? Buffer.from('{}'));

@@ -7,7 +7,7 @@ import { randomBytes } from 'node:crypto';
 import { Client, Pool } from 'pg';
 import { FuzzWorld } from './fuzz-endpoints';
 import { runFuzz, summaryLine, type FuzzOptions, type FuzzReport, type FuzzTarget } from './fuzz-runner';
-import { API_KEY, INTERNAL_KEY, OTHER_API_KEY, startOrchestratorProcess, type OrchestratorProcess } from './orchestrator-process';
+import { API_KEY, INTERNAL_KEY, OPERATOR_KEY, OTHER_API_KEY, startOrchestratorProcess, type OrchestratorProcess } from './orchestrator-process';
 
 export { mergeReports, runFuzz, summaryLine, type FuzzReport } from './fuzz-runner';
 
@@ -57,14 +57,16 @@ export async function withFuzzSession<T>(databaseUrl: string, bodyLimit: number,
   const orch = await startOrchestratorProcess(role.url, { ...QUIET_REAPER, BODY_LIMIT_BYTES: String(bodyLimit) });
   const pool = new Pool({ connectionString: databaseUrl, max: 2 });
   try {
-    const world = new FuzzWorld(orch.fleet(), orch.fleet(OTHER_API_KEY), orch.worker());
+    // Worker tokens join the secrets as fixtures register workers.
+    const secrets = [API_KEY, OTHER_API_KEY, OPERATOR_KEY, INTERNAL_KEY, role.password];
+    const world = new FuzzWorld(orch.fleet(), orch.fleet(OTHER_API_KEY), orch.operator(), orch.worker(), pool, secrets);
     await world.victims();
     const target: FuzzTarget = {
       url: orch.url,
       pool,
       world,
-      keys: { product: API_KEY, other: OTHER_API_KEY, internal: INTERNAL_KEY },
-      secrets: [API_KEY, OTHER_API_KEY, INTERNAL_KEY, role.password],
+      keys: { product: API_KEY, other: OTHER_API_KEY, operator: OPERATOR_KEY, internal: INTERNAL_KEY, tokens: world.foreignTokens },
+      secrets,
       alive: () => orch.proc.exitCode === null && orch.proc.signalCode === null,
       output: () => orch.output(),
     };

@@ -1,10 +1,11 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import path from 'node:path';
-import { FleetClient, WorkerClient } from '@avatar-fleet/contracts';
+import { FleetClient, OperatorClient, WorkerClient } from '@avatar-fleet/contracts';
 
 export const API_KEY = 'test-product-key-0123456789';
 export const OTHER_API_KEY = 'test-other-key-0123456789ab';
 export const INTERNAL_KEY = 'test-internal-key-0123456789';
+export const OPERATOR_KEY = 'test-operator-key-0123456789';
 
 const MAIN = path.resolve(__dirname, '../../src/main.js');
 /** The runtime flags every orchestrator launch uses (npm start, the image); see docs/operations.md. */
@@ -16,6 +17,8 @@ export interface OrchestratorProcess {
   /** Everything the process printed so far, stdout and stderr. */
   output(): string;
   fleet(key?: string): FleetClient;
+  /** An operator's client (OPERATOR_KEY unless given). */
+  operator(key?: string): OperatorClient;
   worker(key?: string): WorkerClient;
   /** SIGTERM and wait for exit. */
   stop(): Promise<number | null>;
@@ -37,6 +40,7 @@ export async function startOrchestratorProcess(
       PORT: '0',
       API_KEYS: `product:${API_KEY},other:${OTHER_API_KEY}`,
       INTERNAL_API_KEY: INTERNAL_KEY,
+      OPERATOR_KEYS: `ops:${OPERATOR_KEY}`,
       ...env,
     },
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -69,6 +73,7 @@ export async function startOrchestratorProcess(
     proc,
     output: () => output,
     fleet: (key = API_KEY) => new FleetClient({ baseUrl: url, apiKey: key }),
+    operator: (key = OPERATOR_KEY) => new OperatorClient({ baseUrl: url, apiKey: key }),
     worker: (key = INTERNAL_KEY) => new WorkerClient({ baseUrl: url, apiKey: key }),
     async stop() {
       proc.kill('SIGTERM');

@@ -1,5 +1,5 @@
 import { after, before } from 'node:test';
-import type { FleetClient, WorkerClient } from '@avatar-fleet/contracts';
+import type { FleetClient, OperatorClient, WorkerClient } from '@avatar-fleet/contracts';
 import { startOrchestratorProcess, type OrchestratorProcess } from './orchestrator-process';
 import { createTestDatabase } from './test-database';
 
@@ -7,6 +7,8 @@ export interface OrchestratorSuite {
   db: Awaited<ReturnType<typeof createTestDatabase>>;
   orch: OrchestratorProcess;
   fleet: FleetClient;
+  /** The operator's client: workers, commands, every owner's jobs, metrics. */
+  ops: OperatorClient;
   worker: WorkerClient;
 }
 
@@ -20,6 +22,7 @@ export function useOrchestrator(env: Record<string, string> = {}): OrchestratorS
     suite.db = await createTestDatabase();
     suite.orch = await startOrchestratorProcess(suite.db.url, env);
     suite.fleet = suite.orch.fleet();
+    suite.ops = suite.orch.operator();
     suite.worker = suite.orch.worker();
   });
   after(async () => {

@@ -20,6 +20,8 @@ import { detectGpu } from './telemetry';
 
 export interface Registration {
   workerId: string;
+  /** This registration's epoch; sent when registering again, so a stale process is told it is one. */
+  epoch?: number;
   heartbeatIntervalSec: number;
   leaseTtlSec: number;
 }
@@ -43,6 +45,8 @@ export class FleetWorker {
   private readonly stopping = new AbortController();
   private readonly stateListeners = new Set<() => void>();
   private stopped?: Promise<void>;
+  /** This worker's own credential, from its latest registration (absent from an orchestrator that issues none). */
+  private token?: string;
   /** Job media URLs may reach public addresses and MEDIA_FETCH_ALLOW only. */
   private readonly mediaAccess: AddressPolicy;
 
@@ -56,6 +60,12 @@ export class FleetWorker {
     this.heartbeats = new HeartbeatThread(log, {
       onReply: (reply, sent) => this.onHeartbeat(reply, sent),
       onFailure: (failure) => {
+        // Another process registered this id since, or an operator revoked it: this one must go.
+        if (failure.code === ErrorCode.StaleRegistration || failure.code === ErrorCode.WorkerRevoked) {
+          this.log.error('this worker may no longer act; stopping', { reason: failure.message });
+          void this.stop(failure.code, true);
+          return;
+        }
         // Registering again releases what the old registration held, so only an idle worker does it.
         if (failure.code === ErrorCode.WorkerNotRegistered && this.running.size === 0 && !this.stopRequested) {
           this.register().catch((error: unknown) => this.log.warn('registering again failed', { reason: errorMessage(error) }));
@@ -100,7 +110,7 @@ export class FleetWorker {
       onRetry: (error, failures, delayMs) => this.log.warn('registration failed; retrying', { failures, delayMs, reason: errorMessage(error) }),
     });
     this.heartbeats.start({
-      baseUrl: this.config.orchestratorUrl, apiKey: this.config.internalApiKey, workerId: this.registration!.workerId,
+      baseUrl: this.config.orchestratorUrl, apiKey: this.token ?? this.config.internalApiKey, workerId: this.registration!.workerId,
       intervalMs: this.registration!.heartbeatIntervalSec * 1000, logLevel: this.config.logLevel,
       executionProvider: this.executionProvider, state: this.heartbeatState(),
     });
@@ -120,8 +130,12 @@ export class FleetWorker {
       hourlyCost: this.config.hourlyCost,
       slots: this.config.slots,
       executionProvider: this.executionProvider,
+      epoch: this.registration?.epoch,
     });
-    this.registration = { workerId: reply.workerId, heartbeatIntervalSec: reply.heartbeatIntervalSec, leaseTtlSec: reply.leaseTtlSec };
+    this.registration = { workerId: reply.workerId, epoch: reply.epoch, heartbeatIntervalSec: reply.heartbeatIntervalSec, leaseTtlSec: reply.leaseTtlSec };
+    // The client sends the new token from now on; the heartbeat thread has its own client.
+    this.token = reply.token;
+    if (reply.token) this.heartbeats.setToken(reply.token);
     this.log.info('registered', { workerId: reply.workerId, mode: this.config.mode, kinds: this.kinds.join(','), gpuClass: this.config.gpuClass ?? gpu?.name ?? 'none' });
     return this.registration;
   }
@@ -204,7 +218,7 @@ export class FleetWorker {
   private async deregister(reason: string): Promise<void> {
     if (!this.registration) return;
     try {
-      const reply = await this.client.deregister(this.registration.workerId, { reason });
+      const reply = await this.client.deregister(this.registration.workerId, { reason, epoch: this.registration.epoch });
       this.log.info('deregistered', { released: reply.released.length });
     } catch (error) {
       // Not fatal: the leases expire and the reaper requeues the jobs.

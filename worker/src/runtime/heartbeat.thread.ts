@@ -23,6 +23,7 @@ let failures = 0;
 
 port.on('message', (message: ToHeartbeatThread) => {
   if (message.type === 'state') state = message.state;
+  else if (message.type === 'token') client.useToken(data.workerId, message.token);
   else {
     stopping = true;
     if (timer) clearTimeout(timer);

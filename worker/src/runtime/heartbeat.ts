@@ -11,6 +11,7 @@ export interface HeartbeatState {
 
 export interface HeartbeatThreadData {
   baseUrl: string;
+  /** The worker's token (the enrolment key only for an orchestrator that issues none). */
   apiKey: string;
   workerId: string;
   intervalMs: number;
@@ -19,7 +20,7 @@ export interface HeartbeatThreadData {
   state: HeartbeatState;
 }
 
-export type ToHeartbeatThread = { type: 'state'; state: HeartbeatState } | { type: 'stop' };
+export type ToHeartbeatThread = { type: 'state'; state: HeartbeatState } | { type: 'token'; token: string } | { type: 'stop' };
 
 export type FromHeartbeatThread =
   | { type: 'reply'; reply: HeartbeatResponse; sent: HeldLease[] }
@@ -57,6 +58,11 @@ export class HeartbeatThread {
     thread.on('error', (error) => this.log.error('heartbeat thread crashed', { reason: error.message }));
     // Not unref'd: an idle or draining worker waits on nothing else, and must stay alive until stopped.
     this.thread = thread;
+  }
+
+  /** The worker registered again: beats carry its new token from now on. */
+  setToken(token: string): void {
+    this.thread?.postMessage({ type: 'token', token } satisfies ToHeartbeatThread);
   }
 
   setState(state: HeartbeatState): void {

@@ -26,7 +26,7 @@ export async function fuzzGenerate(session: FuzzSession, options: Omit<FuzzOptio
     const workerId = workerIdOf(worker);
     // Its first heartbeat lands on its own time; after it none comes for HEARTBEAT_INTERVAL_SEC (300 s
     // in a fuzz session), so every later change to the workers table is a request's doing.
-    await eventually(async () => ((await target.world.product.listWorkers()).some((w) => w.id === workerId && w.telemetry) ? true : undefined));
+    await eventually(async () => ((await target.world.ops.listWorkers()).some((w) => w.id === workerId && w.telemetry) ? true : undefined));
     const input = lipsyncJob().input;
     const endpoint: Endpoint = {
       name: 'POST /generate (queue-mode worker)', method: 'POST', route: '/generate', auth: 'none',
