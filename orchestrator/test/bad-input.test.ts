@@ -2,8 +2,8 @@ import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
 import type { ErrorBody } from '@avatar-fleet/contracts';
-import { startOrchestratorProcess, API_KEY, INTERNAL_KEY, type OrchestratorProcess } from './helpers/orchestrator-process';
-import { lane, lipsyncJob, registerWorker } from './helpers/fixtures';
+import { startOrchestratorProcess, API_KEY, INTERNAL_KEY, OPERATOR_KEY, type OrchestratorProcess } from './helpers/orchestrator-process';
+import { lane, lipsyncJob, registerWorker, workerRegistration } from './helpers/fixtures';
 import { sendRaw } from './helpers/fuzz-runner';
 import { useOrchestrator } from './helpers/orchestrator-suite';
 import { createTestDatabase } from './helpers/test-database';
@@ -73,7 +73,6 @@ describe('bad input gets a 4xx naming the problem; bad keys get 401', () => {
     // Both passed the old shape check and reached PostgreSQL (500): not a UUID, and past bigint.
     { name: 'cursor id of 36 dashes', method: 'GET', path: `/v1/jobs?cursor=${cursor('1', '-'.repeat(36))}`, field: 'cursor' },
     { name: 'cursor with a 20-digit time', method: 'GET', path: `/v1/jobs?cursor=${cursor('9'.repeat(20), randomUUID())}`, field: 'cursor' },
-    { name: 'unknown worker command', path: '/v1/workers/w1/command', body: { command: 'reboot' }, field: 'command' },
     // class-transformer took a `constructor` key for the object's class (500) and dropped `toString` without a word.
     { name: 'constructor key inside input', path: '/v1/jobs', body: { kind: 'avatar.prepare', input: JSON.parse('{"source":"a.mp4","constructor":{"name":"x"}}') }, field: 'input.constructor' },
     { name: 'toString key at the top', path: '/v1/jobs', body: JSON.parse('{"kind":"lipsync","input":{"avatarId":"a","audio":"a.wav"},"toString":1}'), field: 'toString' },
@@ -81,6 +80,9 @@ describe('bad input gets a 4xx naming the problem; bad keys get 401', () => {
     // PostgreSQL stores neither NUL nor a lone surrogate: they were 500s from the INSERT.
     { name: 'NUL in a stored string', path: '/v1/jobs', body: { kind: 'lipsync', input: { avatarId: 'a', audio: 'a.wav' }, requirements: { gpuClass: 'a\u0000b' } }, field: 'requirements.gpuClass' },
     { name: 'body is JSON null', path: '/v1/jobs', raw: 'null', field: '(body)' },
+  ];
+  const operator: Case[] = [
+    { name: 'unknown worker command', path: '/v1/workers/w1/command', body: { command: 'reboot' }, field: 'command' },
   ];
   const internal: Case[] = [
     { name: 'register without kinds', path: '/internal/buffer/workers/register', body: { provider: 'vast', mode: 'buffer', version: '1' }, field: 'kinds' },
@@ -130,7 +132,7 @@ describe('bad input gets a 4xx naming the problem; bad keys get 401', () => {
     return { status: res.status, body: (await res.json().catch(() => null)) as { error?: { code: string; message: string; fields?: { field: string }[] } } | null };
   }
 
-  for (const [group, cases, key] of [['product', product, API_KEY], ['internal', internal, INTERNAL_KEY]] as const) {
+  for (const [group, cases, key] of [['product', product, API_KEY], ['operator', operator, OPERATOR_KEY], ['internal', internal, INTERNAL_KEY]] as const) {
     for (const c of cases) {
       test(`${group}: ${c.name} -> 4xx naming ${c.field}`, async () => {
         const res = await send(c, key);
@@ -144,17 +146,22 @@ describe('bad input gets a 4xx naming the problem; bad keys get 401', () => {
     }
   }
 
-  test('missing, wrong and swapped keys get 401 on every route, before any validation', async () => {
+  test('missing and wrong keys get 401, keys of another role 403, on every route, before any validation', async () => {
     // A body that is not JSON at all is refused while parsing, which comes before authentication.
-    const all = [...product, ...internal].filter((c) => c.raw === undefined);
+    const all = [...product, ...operator, ...internal].filter((c) => c.raw === undefined);
     for (const c of all) {
-      const isInternal = (typeof c.path === 'function' ? c.path() : c.path).startsWith('/internal');
-      for (const key of [null, 'wrong-key-0123456789abcdef', isInternal ? API_KEY : INTERNAL_KEY]) {
+      for (const key of [null, 'wrong-key-0123456789abcdef']) {
         const res = await send(c, key);
         assert.equal(res.status, 401, `${c.name} with ${key === null ? 'no key' : 'a wrong key'}`);
         assert.equal(res.body?.error?.code, 'unauthorized');
         assert.match(res.body.error.message, /Authorization: Bearer/, 'the 401 names the header to send');
       }
+      const path = typeof c.path === 'function' ? c.path() : c.path;
+      const swapped = path.startsWith('/internal') ? API_KEY : path.startsWith('/v1/workers') ? API_KEY : INTERNAL_KEY;
+      const res = await send(c, swapped);
+      assert.equal(res.status, 403, `${c.name} with a key of another role`);
+      assert.equal(res.body?.error?.code, 'forbidden');
+      assert.match(res.body.error.message, /this route needs .*(API_KEYS|OPERATOR_KEYS|INTERNAL_API_KEY)/, 'the 403 names the role to send');
     }
   });
 
@@ -230,12 +237,12 @@ describe('refusals made before validation answer with an ErrorBody too', () => {
 
   test('a failed status whose claimNext names an unregistered worker is applied and answered without a next job', async () => {
     const gpuClass = lane();
-    const workerId = await registerWorker(suite.worker, { gpuClass });
+    const { workerId, token } = await suite.worker.register(workerRegistration({ gpuClass }));
     await suite.fleet.createJob(lipsyncJob({ requirements: { gpuClass } }));
     const { job } = (await suite.worker.claim(workerId, 0))!;
     const res = await fetch(`${suite.orch.url}/internal/buffer/jobs/${job.id}/status`, {
       method: 'POST',
-      headers: { authorization: `Bearer ${INTERNAL_KEY}`, 'content-type': 'application/json' },
+      headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
       body: JSON.stringify({ attempt: job.attempt, leaseToken: job.leaseToken, status: 'failed', error: { code: 'x', message: 'y', retryable: true }, claimNext: { workerId: 'ghost-worker' } }),
     });
     // As with completed: the failure is accepted and no next job comes, since the worker cannot claim.

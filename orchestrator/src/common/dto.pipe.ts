@@ -1,6 +1,6 @@
 import type { ArgumentMetadata, PipeTransform } from '@nestjs/common';
 import type { ClassConstructor } from 'class-transformer';
-import { camelizeKeys, validateDto } from '@avatar-fleet/contracts';
+import { camelizeKeys, sentNames, validateDto } from '@avatar-fleet/contracts';
 import { ApiError } from './api-error';
 
 /** What a job's worker reports as its result is kept as sent, snake_case and all. */
@@ -19,13 +19,15 @@ export class DtoPipe<T extends object> implements PipeTransform<unknown, T> {
   transform(value: unknown, metadata?: ArgumentMetadata): T {
     // No body at all is an empty object; a JSON `null` body is refused like any other non-object.
     let plain: unknown = value === undefined ? {} : value;
+    let renamed: ReadonlyMap<string, string> = new Map();
     if (this.options.snakeCase) {
-      const renamed = camelizeKeys(plain, OPAQUE);
-      if (renamed.problems.length) throw ApiError.validation(renamed.problems);
-      plain = renamed.value;
+      const camel = camelizeKeys(plain, OPAQUE);
+      if (camel.problems.length) throw ApiError.validation(camel.problems);
+      plain = camel.value;
+      renamed = camel.renamed;
     }
     const result = validateDto(this.dto, plain, metadata?.type === 'query' ? '(query)' : '(body)');
-    if (!result.ok) throw ApiError.validation(result.fields);
+    if (!result.ok) throw ApiError.validation(sentNames(result.fields, renamed));
     return result.value;
   }
 }

@@ -1,6 +1,7 @@
 import { Injectable, Logger } from '@nestjs/common';
 import { parseGpuClassName, type LegacyIdentity, type RegisterWorkerRequest } from '@avatar-fleet/contracts';
 import type { Principal } from '../auth/principal';
+import { ApiError } from '../common/api-error';
 import { OrchestratorConfig } from '../config/orchestrator.config';
 import { Database } from '../database/database';
 import { LeasesService } from '../leases/leases.service';
@@ -47,6 +48,17 @@ export class WorkerAccess {
     if (known && !known.hasToken && known.state !== 'stopped') return;
     if (!identity) throw notRegistered(workerId);
     await this.registerLegacy(workerId, identity);
+  }
+
+  /** Whether `caller` may act for an already registered `workerId` (no implicit registration). */
+  async mayActFor(caller: Principal, workerId: string): Promise<boolean> {
+    try {
+      await this.actFor(caller, workerId);
+      return true;
+    } catch (error) {
+      if (error instanceof ApiError && (error.getStatus() === 403 || error.getStatus() === 409)) return false;
+      throw error;
+    }
   }
 
   /**

@@ -63,7 +63,10 @@ export class LeasesController {
     @Body(new DtoPipe(StatusRequest, { snakeCase: true })) body: StatusRequest,
   ): Promise<StatusResponse> {
     await this.access.reportFor(caller, id);
-    if (body.claimNext) await this.access.actFor(caller, body.claimNext.workerId);
+    // The status stands on its own: a claimNext for a worker this caller may not claim for gets no next job, as any worker that cannot claim.
+    if (body.claimNext && !(await this.access.mayActFor(caller, body.claimNext.workerId))) {
+      return { ...(await this.leases.status(id, { ...body, claimNext: undefined }, hangUpSignal(reply, false))), next: null };
+    }
     return this.leases.status(id, body, hangUpSignal(reply, (body.claimNext?.waitMs ?? 0) > 0));
   }
 
