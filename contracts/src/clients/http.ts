@@ -46,8 +46,11 @@ export function createHttp(options: ClientOptions): AxiosInstance {
   return instance;
 }
 
-/** Sends one request and returns the body of a 2xx, `null` for 204, or throws FleetApiError. */
-export async function send<T>(http: AxiosInstance, config: AxiosRequestConfig): Promise<T | null> {
+/**
+ * Sends one request and returns the body of a 2xx, `null` for 204, or throws FleetApiError.
+ * `onHeaders` sees the answer's headers (a 204 carries its news there).
+ */
+export async function send<T>(http: AxiosInstance, config: AxiosRequestConfig, onHeaders?: (headers: Record<string, unknown>) => void): Promise<T | null> {
   let res;
   try {
     res = await http.request<T | ErrorBody>(config);
@@ -56,6 +59,7 @@ export async function send<T>(http: AxiosInstance, config: AxiosRequestConfig): 
     const code = err instanceof AxiosError ? (err.code ?? 'unknown') : 'unknown';
     throw new FleetApiError(0, 'network_error', `${config.method ?? 'GET'} ${config.url}: no answer (${code})`);
   }
+  onHeaders?.(res.headers as Record<string, unknown>);
   if (res.status === 204) return null;
   if (res.status >= 200 && res.status < 300) return res.data as T;
   const body = res.data as Partial<ErrorBody> | undefined;

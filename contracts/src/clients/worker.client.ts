@@ -21,6 +21,8 @@ export class WorkerClient {
   private readonly enrolmentKey: string;
   private readonly tokens = new Map<string, string>();
   private readonly jobWorkers = new Map<string, string>();
+  /** Why the last claim that found nothing found nothing, as the orchestrator put it. */
+  noJobReason: string | null = null;
   /** The first worker this client registered: a worker process's own, whose token reports the jobs it did not claim. */
   private ownWorker?: string;
 
@@ -47,7 +49,10 @@ export class WorkerClient {
     return (await send<HeartbeatResponse>(this.http, this.as(workerId, { method: 'POST', url: Routes.internal.heartbeat(workerId), data: request })))!;
   }
 
-  /** Long-polls for a job; `null` when none arrived within `waitMs`. */
+  /**
+   * Long-polls for a job; `null` when none arrived within `waitMs`, and then `noJobReason` says why
+   * none fits the worker (the orchestrator's `x-no-job-reason`).
+   */
   async claim(workerId: string, waitMs: number, signal?: AbortSignal): Promise<ClaimResponse | null> {
     const answer = await send<ClaimResponse>(this.http, this.as(workerId, {
       method: 'POST',
@@ -55,7 +60,10 @@ export class WorkerClient {
       data: { workerId, waitMs },
       timeout: waitMs + 15_000,
       signal,
-    }));
+    }), (headers) => {
+      const reason = headers['x-no-job-reason'];
+      this.noJobReason = typeof reason === 'string' ? reason : null;
+    });
     if (answer) this.claimedBy(answer.job, workerId);
     return answer;
   }

@@ -21,6 +21,7 @@ async function runSlot(worker: FleetWorker, slot: number): Promise<void> {
   const log = worker.log.child({ slot });
   let next: ClaimedJob | null = null;
   let failures = 0;
+  let idleReason: string | null = null;
   while (!worker.stopRequested) {
     if (worker.draining && !next) {
       await untilChanged(worker);
@@ -43,7 +44,14 @@ async function runSlot(worker: FleetWorker, slot: number): Promise<void> {
         await sleep(delayMs, worker.stopSignal);
         continue;
       }
-      if (!job) continue;
+      if (!job) {
+        // Once per new reason, not once per empty long poll.
+        const reason = worker.client.noJobReason;
+        if (reason && reason !== idleReason) log.info('no job fits this worker', { reason });
+        idleReason = reason;
+        continue;
+      }
+      idleReason = null;
     }
     const { delivery } = await worker.execute(new RunningJob(job), () =>
       (worker.stopRequested || worker.draining ? undefined : { workerId: worker.registration!.workerId, waitMs: 0 }));
