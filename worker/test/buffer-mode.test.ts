@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { after, describe, test } from 'node:test';
+import { workerRegistration } from '@avatar-fleet/orchestrator/dist/test/helpers/fixtures';
 import { useOrchestrator } from '@avatar-fleet/orchestrator/dist/test/helpers/orchestrator-suite';
 import { FAST_FLEET, Lane, workerIdOf } from './helpers/fleet-fixture';
 
@@ -172,5 +173,21 @@ describe('buffer mode: real orchestrator and worker processes', () => {
     assert.deepEqual(await worker.exited, { code: 0, signal: null });
     assert.match(worker.output(), /stopping: no new jobs reason="shutdown command"/);
     assert.equal((await suite.ops.listWorkers()).find((w) => w.id === workerId)!.state, 'stopped');
+  });
+
+  test('a worker whose fixed id another process registers, or that an operator revokes, stops by itself', async () => {
+    const lane = newLane();
+    const replaced = await lane.worker({ BUFFER_WORKER_ID: `fixed-${lane.gpuClass}` });
+    // A second container with the same BUFFER_WORKER_ID registers: the first is now the stale one.
+    await suite.worker.register(workerRegistration({ workerId: `fixed-${lane.gpuClass}`, gpuClass: lane.gpuClass }));
+    await replaced.waitFor(/this worker may no longer act; stopping reason=".*registered again \(epoch 2\)/);
+    await replaced.waitFor(/stopping: no new jobs reason=stale_registration/);
+    assert.deepEqual(await replaced.exited, { code: 0, signal: null });
+
+    const revoked = await lane.worker();
+    await suite.ops.revokeWorker(workerIdOf(revoked));
+    await revoked.waitFor(/this worker may no longer act; stopping reason=".*revoked by an operator/);
+    await revoked.waitFor(/stopping: no new jobs reason=worker_revoked/);
+    assert.deepEqual(await revoked.exited, { code: 0, signal: null });
   });
 });
