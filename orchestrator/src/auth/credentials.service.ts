@@ -72,6 +72,14 @@ export class CredentialsService implements OnModuleInit {
     return { role: 'worker', workerId: entry.workerId, epoch: entry.epoch };
   }
 
+  /**
+   * A token this replica just issued (after the registration's NOTIFY was delivered here, which
+   * dropped the id's older tokens): cached at once, so the worker's first call costs no lookup.
+   */
+  issued(workerId: string, epoch: number, token: string): void {
+    this.cache(sha256(token).toString('hex'), { workerId, epoch, current: true, revokedAt: null, at: Date.now() });
+  }
+
   /** Drops what this replica cached about the worker's tokens (it registered again, or was revoked). */
   forget(workerId: string): void {
     for (const hex of this.tokensByWorker.get(workerId) ?? []) this.tokens.delete(hex);
@@ -101,12 +109,16 @@ export class CredentialsService implements OnModuleInit {
     if (!row) return null;
     // A prior token's epoch is the one that replaced it: what the stale process is told.
     const entry: TokenEntry = { workerId: row.id, epoch: row.epoch, current: row.current, revokedAt: row.revoked_at, at: Date.now() };
+    this.cache(hex, entry);
+    return entry;
+  }
+
+  private cache(hex: string, entry: TokenEntry): void {
     if (this.tokens.size >= MAX_CACHED_TOKENS) this.evict(this.tokens.keys().next().value!);
     this.evict(hex);
     this.tokens.set(hex, entry);
     let set = this.tokensByWorker.get(entry.workerId);
     if (!set) this.tokensByWorker.set(entry.workerId, (set = new Set()));
     set.add(hex);
-    return entry;
   }
 }

@@ -10,6 +10,7 @@ import { ApiError } from '../common/api-error';
 import { OrchestratorConfig } from '../config/orchestrator.config';
 import { Coalescer } from '../database/coalescer';
 import { Database } from '../database/database';
+import { Channels } from '../database/notify-listener';
 import { LeaseRepository, type Heartbeat, type HeartbeatOutcome } from '../leases/lease.repository';
 import { LeasesService } from '../leases/leases.service';
 import { MetricsService } from '../observability/metrics.service';
@@ -59,8 +60,9 @@ export class FleetService {
       if (next === null) throw new Error(`worker ${workerId}: registration refused after its row was checked`);
       return { released: ids, epoch: next, wasLive: prior?.state === 'online' };
     });
-    // This replica forgets the old token now; the others when the NOTIFY reaches them.
-    this.credentials.forget(workerId);
+    // This replica forgets the old token now (the others when the NOTIFY reaches them) and knows the new one.
+    this.db.listener.emitLocal(Channels.workerCredentials, workerId);
+    this.credentials.issued(workerId, epoch, token);
     this.leasing.rememberCaps(workerId, { kinds: req.kinds, gpuClass: req.gpuClass ?? null, vramGb: req.vramGb ?? 0 });
     this.noteRegistration();
     // Worker-supplied text is logged quoted (JSON), so a line break in it cannot forge a log line.
@@ -161,7 +163,7 @@ export class FleetService {
       return this.leases.release(c, workerId, NO_CHARGE);
     });
     if (!released) throw ApiError.notFound(`worker ${workerId}`);
-    this.credentials.forget(workerId);
+    this.db.listener.emitLocal(Channels.workerCredentials, workerId);
     this.logger.warn(`worker ${workerId} revoked by an operator; released ${released.length} job(s)`);
     return (await this.workers.list(this.db.pool, workerId))[0]!;
   }
@@ -170,7 +172,7 @@ export class FleetService {
   async reinstate(workerId: string): Promise<WorkerView> {
     const ok = await this.db.transaction((c) => this.workers.setRevoked(c, workerId, false));
     if (!ok) throw ApiError.notFound(`worker ${workerId}`);
-    this.credentials.forget(workerId);
+    this.db.listener.emitLocal(Channels.workerCredentials, workerId);
     this.logger.log(`worker ${workerId} reinstated by an operator`);
     return (await this.workers.list(this.db.pool, workerId))[0]!;
   }
