@@ -1,10 +1,9 @@
-import { AddressPolicy } from '../src/media/address-guard';
 import assert from 'node:assert/strict';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { describe, test } from 'node:test';
-import { WorkerClient } from '@avatar-fleet/contracts';
+import { AddressPolicy, WorkerClient } from '@avatar-fleet/contracts';
 import { PipelineError, type HandlerMap } from '../src/pipelines/pipeline';
 import { RunningJob, runJob } from '../src/runtime/job-runner';
 import { createLogger } from '../src/runtime/logger';

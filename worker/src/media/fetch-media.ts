@@ -3,8 +3,8 @@ import { rm } from 'node:fs/promises';
 import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import axios from 'axios';
+import { AddressRefusedError, type AddressPolicy } from '@avatar-fleet/contracts';
 import type { ObjectStorage } from '../storage/storage';
-import { AddressRefusedError, type AddressPolicy } from './address-guard';
 import { StorageError } from '../storage/storage';
 import { MediaError } from './ffmpeg';
 
