@@ -42,9 +42,9 @@ const REFUSED: ReadonlyArray<[string, number, 'ipv4' | 'ipv6']> = [
 /** A URL that may not be reached, and why; not retryable. */
 export class AddressRefusedError extends Error {
   readonly code = 'ADDRESS_REFUSED';
-  constructor(readonly host: string, readonly address: string, allowedBy?: string) {
-    super(`${host} resolves to ${address}, a private, loopback or link-local address that may not be reached from here` +
-      (allowedBy ? ` (allow it with ${allowedBy})` : ''));
+  constructor(readonly host: string, readonly address: string) {
+    // Each user of the guard names its own allowlist setting where it reports the refusal.
+    super(`${host} resolves to ${address}, a private, loopback or link-local address that may not be reached from here`);
     this.name = 'AddressRefusedError';
   }
 }
@@ -63,11 +63,8 @@ export class AddressPolicy {
   private readonly refused = new BlockList();
   private readonly allowed = new BlockList();
 
-  /**
-   * `allowedBy` names the setting that holds `allow`, for refusal messages. Throws a RangeError
-   * naming an entry that is neither an IP address nor a CIDR.
-   */
-  constructor(readonly allow: readonly string[] = [], private readonly allowedBy?: string) {
+  /** Throws a RangeError naming an entry that is neither an IP address nor a CIDR. */
+  constructor(readonly allow: readonly string[] = []) {
     for (const [address, prefix, type] of REFUSED) this.refused.addSubnet(address, prefix, type);
     for (const entry of allow) {
       const [address = '', prefix] = entry.split('/');
@@ -92,7 +89,7 @@ export class AddressPolicy {
     dnsLookup(hostname, { ...options, all: true }, (error, addresses) => {
       if (error) return callback(error, '');
       const bad = addresses.find((a) => !this.permits(a.address));
-      if (bad) return callback(new AddressRefusedError(hostname, bad.address, this.allowedBy), '');
+      if (bad) return callback(new AddressRefusedError(hostname, bad.address), '');
       if (options.all) return callback(null, addresses);
       const first = addresses[0]!;
       callback(null, first.address, first.family);
@@ -102,7 +99,7 @@ export class AddressPolicy {
   /** Checks a literal address before connecting (net skips lookup for those); the error when refused. */
   refusal(host: string | null | undefined): AddressRefusedError | undefined {
     const bare = (host ?? '').replace(/^\[|\]$/g, '');
-    return net.isIP(bare) && !this.permits(bare) ? new AddressRefusedError(bare, bare, this.allowedBy) : undefined;
+    return net.isIP(bare) && !this.permits(bare) ? new AddressRefusedError(bare, bare) : undefined;
   }
 
   private guardedAgents: { httpAgent: http.Agent; httpsAgent: https.Agent } | undefined;

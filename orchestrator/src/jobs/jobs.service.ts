@@ -25,7 +25,7 @@ export class JobsService implements OnModuleInit, BeforeApplicationShutdown {
     private readonly jobs: JobRepository,
     config: OrchestratorConfig,
   ) {
-    this.webhookAccess = new AddressPolicy(config.webhookAllow(), 'WEBHOOK_ALLOW');
+    this.webhookAccess = new AddressPolicy(config.webhookAllow());
   }
 
   onModuleInit(): void {
