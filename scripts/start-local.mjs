@@ -2,6 +2,8 @@
 // DATABASE_URL is set) with local keys, then one local worker (dev model set, local storage), and,
 // when the queue is empty, runs a demo through the public API: avatar.prepare of samples/face.jpg
 // and a lipsync of samples/speech.m4a. It prints where the finished mp4 is and keeps serving.
+// Storage keys are per owner (the name of an API key): each owner's objects live under
+// `tenants/<owner>/` in the storage folder, so the samples are copied into every owner's folder.
 //
 // Stopping (Ctrl-C, SIGTERM): this script alone sequences it. The children run in process groups
 // of their own, so the terminal's SIGINT reaches only this script, which stops the worker first (it
@@ -11,10 +13,15 @@
 import { spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { copyFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+// `npm start` builds first; the orchestrator hands each job this prefix for its owner.
+const { storagePrefixOf } = createRequire(import.meta.url)(path.join(root, 'contracts/dist/src/protocol/storage-prefix.js'));
+/** The owner name of the local product key, when API_KEYS is not set. */
+const LOCAL_OWNER = 'local';
 // LOCAL_DATA_DIR: another home for keys, storage, models and the database (tests use a scratch one).
 const dataDir = path.resolve(process.env.LOCAL_DATA_DIR || path.join(root, '.data'));
 const keysFile = path.join(dataDir, 'local-keys.json');
@@ -68,8 +75,11 @@ function ensureModels() {
 
 function startWorker(url) {
   ensureModels();
-  mkdirSync(path.join(storageDir, 'samples'), { recursive: true });
-  for (const file of ['face.jpg', 'speech.m4a']) copyFileSync(path.join(root, 'samples', file), path.join(storageDir, 'samples', file));
+  for (const owner of owners(env.API_KEYS)) {
+    const samples = path.join(storageDir, storagePrefixOf(owner), 'samples');
+    mkdirSync(samples, { recursive: true });
+    for (const file of ['face.jpg', 'speech.m4a']) copyFileSync(path.join(root, 'samples', file), path.join(samples, file));
+  }
   const worker = spawn(process.execPath, [path.join(root, 'worker/dist/src/main.js')], {
     cwd: root,
     detached: true,
@@ -95,6 +105,11 @@ function startWorker(url) {
     });
   });
   worker.on('exit', (code, signal) => process.stdout.write(`[worker] exited with ${code ?? signal}\n`));
+}
+
+/** The owner names of API_KEYS (`name:key` pairs). */
+function owners(apiKeys) {
+  return apiKeys.split(',').map((pair) => pair.trim().split(':')[0]).filter(Boolean);
 }
 
 async function api(url, method, route, body) {
@@ -128,14 +143,17 @@ async function demo(url) {
   if (prepare.state !== 'succeeded') throw new Error(`avatar.prepare ${prepare.state}: ${prepare.error?.message}`);
   const job = await finished(url, (await api(url, 'POST', '/v1/jobs', { kind: 'lipsync', input: { avatarId: 'demo', audio: 'samples/speech.m4a' } })).id);
   if (job.state !== 'succeeded') throw new Error(`lipsync ${job.state}: ${job.error?.message}`);
+  // The result's key is relative to the owner's folder, as the product sees its storage.
+  const video = path.join(storageDir, storagePrefixOf(LOCAL_OWNER), job.result.videoKey);
+  if (!existsSync(video)) throw new Error(`the lipsync result ${job.result.videoKey} is not in ${path.dirname(video)}`);
   process.stdout.write(
-    `\ndemo finished in ${((Date.now() - started) / 1000).toFixed(1)} s: ${path.join(storageDir, job.result.videoKey)}\n` +
+    `\ndemo finished in ${((Date.now() - started) / 1000).toFixed(1)} s: ${video}\n` +
       `  (${job.result.frameCount} frames, ${job.result.durationSec} s; the dev model set draws a placeholder mouth, not real lip-sync)\n\n`,
   );
 }
 const env = {
   ...process.env,
-  API_KEYS: process.env.API_KEYS ?? `local:${keys.product}`,
+  API_KEYS: process.env.API_KEYS ?? `${LOCAL_OWNER}:${keys.product}`,
   INTERNAL_API_KEY: process.env.INTERNAL_API_KEY ?? keys.internal,
   OPERATOR_KEYS: process.env.OPERATOR_KEYS ?? `local-ops:${keys.operator}`,
   EMBEDDED_PG_DIR: process.env.EMBEDDED_PG_DIR ?? path.join(dataDir, 'postgres'),

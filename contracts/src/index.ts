@@ -16,3 +16,5 @@ export * from './api/job.dto';
 export * from './clients/http';
 export * from './clients/fleet.client';
 export * from './clients/worker.client';
+export * from './protocol/storage-prefix';
+export * from './net/address-guard';

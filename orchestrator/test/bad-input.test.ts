@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
-import type { ErrorBody } from '@avatar-fleet/contracts';
+import type { ErrorBody, FleetApiError } from '@avatar-fleet/contracts';
 import { startOrchestratorProcess, API_KEY, INTERNAL_KEY, OPERATOR_KEY, type OrchestratorProcess } from './helpers/orchestrator-process';
 import { lane, lipsyncJob, registerWorker, workerRegistration } from './helpers/fixtures';
 import { sendRaw } from './helpers/fuzz-runner';
@@ -165,12 +165,60 @@ describe('bad input gets a 4xx naming the problem; bad keys get 401', () => {
     }
   });
 
+  test('a webhookUrl reaching a private, loopback or link-local address, or naming a local host, is a 400 saying why', async () => {
+    // WHATWG URL parsing, which a sender uses, turns 0x7f000001 into 127.0.0.1 and writes [::ffff:169.254.169.254] as [::ffff:a9fe:a9fe].
+    const refused: [url: string, why: RegExp][] = [
+      ['http://127.0.0.1:8080/hook', /reaches 127\.0\.0\.1, a private, loopback or link-local address/],
+      ['http://0x7f000001/hook', /reaches 127\.0\.0\.1,/],
+      ['http://[::1]/hook', /reaches ::1,/],
+      ['http://[::ffff:169.254.169.254]/latest/meta-data/', /reaches ::ffff:a9fe:a9fe,/],
+      ['http://169.254.169.254/latest/meta-data/', /reaches 169\.254\.169\.254,/],
+      ['https://10.20.30.40/hook', /reaches 10\.20\.30\.40,/],
+      ['https://[fd00:ec2::254]/hook', /reaches fd00:ec2::254,/],
+      ['http://localhost:3000/hook', /names localhost, a local host name/],
+      ['http://hooks.localhost/hook', /names hooks\.localhost, a local host name/],
+      ['http://printer.local/hook', /names printer\.local, a local host name/],
+      ['http://metadata.google.internal/computeMetadata/v1/', /names metadata\.google\.internal, a local host name/],
+      // Refused as URLs already (validator's isURL), before any address is looked at: still a 400 naming webhookUrl.
+      ['http://2130706433/hook', /webhookUrl must be a URL/],
+      ['http://0177.0.0.1/hook', /webhookUrl must be a URL/],
+    ];
+    for (const [webhookUrl, why] of refused) {
+      const res = await send({ name: webhookUrl, path: '/v1/jobs', body: { ...lipsyncJob(), webhookUrl }, field: 'webhookUrl' }, API_KEY);
+      assert.equal(res.status, 400, webhookUrl);
+      assert.deepEqual(res.body?.error?.fields?.map((f) => f.field), ['webhookUrl'], webhookUrl);
+      assert.match(res.body!.error!.message, why, webhookUrl);
+    }
+  });
+
   test('rejected requests changed nothing, and no key appears in any log line', async () => {
     const { rows } = await db.pool.query(`SELECT (SELECT count(*) FROM jobs)::int AS jobs, (SELECT count(*) FROM workers)::int AS workers`);
     assert.deepEqual(rows[0], { jobs: 0, workers: 1 });
     const log = orch.output();
     for (const secret of [API_KEY, INTERNAL_KEY]) assert.ok(!log.includes(secret), 'a key leaked into the log');
     assert.doesNotMatch(log, /\b500\b|internal error/i);
+  });
+});
+
+describe('webhookUrl with WEBHOOK_ALLOW', () => {
+  const suite = useOrchestrator({ WEBHOOK_ALLOW: '127.0.0.0/8, ::1, 10.1.2.0/24' });
+
+  test('public names and the allowed addresses are accepted; other private ones are still refused, naming the setting', async () => {
+    const accepted = ['https://hooks.example/fleet', 'http://127.0.0.1:9000/hook', 'http://0x7f000001:9000/hook', 'http://[::1]:9000/hook',
+      'http://10.1.2.3/hook', 'http://localhost:9000/hook'];
+    for (const webhookUrl of accepted) {
+      const job = await suite.fleet.createJob(lipsyncJob({ webhookUrl, requirements: { gpuClass: lane() } }));
+      assert.equal(job.webhookUrl, webhookUrl, 'stored as given');
+    }
+    for (const [webhookUrl, why] of [
+      ['http://10.9.9.9/hook', /reaches 10\.9\.9\.9, .*\(allow it with WEBHOOK_ALLOW\)/],
+      ['http://169.254.169.254/latest/meta-data/', /reaches 169\.254\.169\.254,/],
+      // A local name is resolved when some private addresses are allowed; this one has no address here that is.
+      ['http://metadata.google.internal/computeMetadata/v1/', /names metadata\.google\.internal, a local host name that/],
+    ] as const) {
+      await assert.rejects(suite.fleet.createJob(lipsyncJob({ webhookUrl })), (e: FleetApiError) =>
+        e.status === 400 && e.fields.map((f) => f.field).join() === 'webhookUrl' && why.test(e.message), webhookUrl);
+    }
   });
 });
 

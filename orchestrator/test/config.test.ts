@@ -40,6 +40,26 @@ describe('orchestrator configuration', () => {
     assert.equal(loadConfig({ ...good, API_KEYS: `shop:${key},shop:${key}` }).apiKeys().get(key), 'shop');
   });
 
+  test('an owner name becomes a storage folder: it starts with a letter or digit and has no ..', () => {
+    const key = 'key-0123456789abcdef0123';
+    for (const name of ['shop', 'Shop.v2', '7eleven', 'a_b-c', 'x'.repeat(64)]) {
+      assert.equal(loadConfig({ ...good, API_KEYS: `${name}:${key}` }).apiKeys().get(key), name, name);
+    }
+    for (const name of ['..', '.', '.hidden', 'a..b', 'shop..', '-shop', '_shop', 'x'.repeat(65)]) {
+      assert.throws(() => loadConfig({ ...good, API_KEYS: `ok:other-key-0123456789abcd,${name}:${key}` }),
+        (error: Error) => error instanceof ConfigError && /API_KEYS must be name:key pairs/.test(error.message) && !error.message.includes(key), name);
+    }
+  });
+
+  test('WEBHOOK_ALLOW is read as a list of addresses and ranges; anything else is refused without echoing it', () => {
+    assert.deepEqual(loadConfig(good).webhookAllow(), []);
+    assert.deepEqual(loadConfig({ ...good, WEBHOOK_ALLOW: ' 127.0.0.1, 10.0.0.0/8,fd00::/16 ' }).webhookAllow(), ['127.0.0.1', '10.0.0.0/8', 'fd00::/16']);
+    for (const bad of ['localhost', '10.0.0.0/33', '127.0.0.1,hooks.intranet']) {
+      assert.throws(() => loadConfig({ ...good, WEBHOOK_ALLOW: bad }),
+        (error: Error) => error instanceof ConfigError && /WEBHOOK_ALLOW must be a comma-separated list/.test(error.message) && !error.message.includes(bad), bad);
+    }
+  });
+
   test('the process exits 2 with that message on bad configuration', () => {
     const main = path.resolve(__dirname, '../src/main.js');
     const run = spawnSync(process.execPath, [main], { env: { PATH: process.env.PATH, INTERNAL_API_KEY: 'has a space 0123456789' }, encoding: 'utf8' });

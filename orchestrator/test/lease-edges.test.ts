@@ -4,7 +4,7 @@ import { after, before, describe, test } from 'node:test';
 import type { ClaimedJob, FleetApiError } from '@avatar-fleet/contracts';
 import { LeaseRepository } from '../src/leases/lease.repository';
 import { eventually, lane, lipsyncJob, registerWorker, workerRegistration } from './helpers/fixtures';
-import { startOrchestratorProcess, type OrchestratorProcess } from './helpers/orchestrator-process';
+import { OTHER_API_KEY, startOrchestratorProcess, type OrchestratorProcess } from './helpers/orchestrator-process';
 import { useOrchestrator } from './helpers/orchestrator-suite';
 import { createTestDatabase } from './helpers/test-database';
 
@@ -39,6 +39,21 @@ describe('lease edge cases', () => {
       });
       assert.equal(retry.next?.id, paired[i], `slot ${i} gets the job its completion leased`);
     }
+  });
+
+  test('every way a job is leased hands the worker its owner\'s storage prefix: claim, claimNext, a retried claimNext', async () => {
+    const gpuClass = lane();
+    const workerId = await registerWorker(suite.worker, { gpuClass });
+    const other = suite.orch.fleet(OTHER_API_KEY);
+    const product = await suite.fleet.createJob(lipsyncJob({ requirements: { gpuClass }, priority: 2 }));
+    const others = await other.createJob(lipsyncJob({ requirements: { gpuClass }, priority: 1 }));
+    const first = (await suite.worker.claim(workerId, 0))!.job;
+    assert.deepEqual([first.id, first.storagePrefix], [product.id, 'tenants/product/']);
+    const fence = { attempt: first.attempt, leaseToken: first.leaseToken, status: 'completed' as const, result: { n: 1 }, claimNext: { workerId } };
+    const next = (await suite.worker.status(first.id, fence)).next!;
+    assert.deepEqual([next.id, next.storagePrefix], [others.id, 'tenants/other/'], 'the next job is another owner\'s, with that owner\'s prefix');
+    // The first answer was lost: the retry gets the same next job back (leasedWithCompletion), prefix included.
+    assert.deepEqual((await suite.worker.status(first.id, fence)).next, next);
   });
 
   test('a completion of a cancelled job clears its lease, as a cancelled failure does', async () => {

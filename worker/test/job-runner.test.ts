@@ -1,10 +1,10 @@
-import { AddressPolicy } from '../src/media/address-guard';
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { randomUUID } from 'node:crypto';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { describe, test } from 'node:test';
-import { WorkerClient } from '@avatar-fleet/contracts';
+import { AddressPolicy, WorkerClient } from '@avatar-fleet/contracts';
 import { PipelineError, type HandlerMap } from '../src/pipelines/pipeline';
 import { RunningJob, runJob } from '../src/runtime/job-runner';
 import { createLogger } from '../src/runtime/logger';
@@ -35,6 +35,37 @@ describe('job runner', () => {
     assert.deepEqual(outcome, { kind: 'completed', result: { videoKey: `jobs/${running.job.id}/attempt-3/v.mp4`, durationSec: 1, frameCount: 25 } });
     assert.equal(readFileSync(path.join(storageRoot, `jobs/${running.job.id}/attempt-3/v.mp4`), 'utf8'), 'video for https://media.example/a.wav');
     assert.equal(existsSync(scratch), false);
+  });
+
+  test('a job with a storage prefix reads and writes only under it, and reports keys relative to it', async () => {
+    mkdirSync(path.join(storageRoot, 'tenants/shop/uploads'), { recursive: true });
+    writeFileSync(path.join(storageRoot, 'tenants/shop/uploads/a.wav'), 'shop\'s audio');
+    writeFileSync(path.join(storageRoot, 'uploads-a.wav'), 'a global object the job must not see');
+    const running = new RunningJob({ ...job({ avatarId: 'a-1', audio: 'uploads/a.wav' }).job, id: randomUUID(), storagePrefix: 'tenants/shop/' });
+    const outcome = await runJob(running, deps({
+      async lipsync(input, ctx) {
+        const local = path.join(ctx.scratchDir, 'in.wav');
+        await ctx.storage.getFile(input.audio, local);
+        await assert.rejects(ctx.storage.getFile('uploads-a.wav', local), /no such object/, 'the bucket\'s own keys are out of reach');
+        writeFileSync(path.join(ctx.scratchDir, 'v.mp4'), `video for ${readFileSync(local, 'utf8')}`);
+        const stored = await ctx.putOutput('v.mp4', path.join(ctx.scratchDir, 'v.mp4'));
+        assert.deepEqual((await ctx.storage.list('jobs/')).map((o) => o.key), [stored.key], 'listed keys are relative too');
+        return { videoKey: stored.key, durationSec: 1, frameCount: 25 };
+      },
+    }));
+    const key = `jobs/${running.job.id}/attempt-3/v.mp4`;
+    assert.deepEqual(outcome, { kind: 'completed', result: { videoKey: key, durationSec: 1, frameCount: 25 } });
+    assert.equal(readFileSync(path.join(storageRoot, 'tenants/shop', key), 'utf8'), 'video for shop\'s audio');
+    assert.equal(existsSync(path.join(storageRoot, key)), false, 'nothing was written outside the prefix');
+  });
+
+  test('a storage prefix that is not tenants/<owner>/ fails the job before its handler runs', async () => {
+    let ran = false;
+    for (const storagePrefix of ['tenants/../', 'tenants/a/b/', '', 'tenants/.hidden/', '/tenants/a/']) {
+      const outcome = await runJob(new RunningJob({ ...job().job, storagePrefix }), deps({ lipsync: async () => { ran = true; return { videoKey: '', durationSec: 0, frameCount: 0 }; } }));
+      assert.equal(outcome.kind === 'failed' && `${outcome.error.code} ${outcome.error.retryable}`, 'invalid_storage_prefix false', storagePrefix);
+    }
+    assert.equal(ran, false);
   });
 
   test('the execution time-out aborts the handler and reports a retryable timeout', async () => {

@@ -1,16 +1,18 @@
 import assert from 'node:assert/strict';
+import { randomUUID } from 'node:crypto';
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { before, describe, test } from 'node:test';
-import type { JobKind } from '@avatar-fleet/contracts';
+import { AddressPolicy, WorkerClient, type JobKind } from '@avatar-fleet/contracts';
 import { writeDevModelSet } from '../src/inference/dev-models';
 import { ModelLoader } from '../src/inference/model-loader';
 import { binaries, decodeFrames, ffmpegStarts, MediaError, probe } from '../src/media/ffmpeg';
 import { PREPROCESSING_VERSION } from '../src/pipelines/avatar-prepare/bundle';
 import { musetalkPipelines } from '../src/pipelines/musetalk-pipelines';
 import { PipelineError, type PipelineSet } from '../src/pipelines/pipeline';
+import { RunningJob, runJob } from '../src/runtime/job-runner';
 import { createLogger } from '../src/runtime/logger';
 import { createStorage } from '../src/storage/create-storage';
 import { eventually } from '@avatar-fleet/orchestrator/dist/test/helpers/fixtures';
@@ -21,6 +23,8 @@ const bucket = path.join(root, 'bucket');
 const storage = createStorage({ driver: 'local', local: { root: bucket } });
 const log = createLogger('error');
 const FACE = path.resolve(__dirname, '../../test/fixtures/faces/astronaut.jpg');
+// Progress goes nowhere (nothing listens on port 9): the runner treats progress as advisory.
+const NOBODY = new WorkerClient({ baseUrl: 'http://127.0.0.1:9', apiKey: 'k', timeoutMs: 200 });
 
 function ffmpeg(...args: string[]): void {
   execFileSync(binaries().ffmpeg, ['-y', '-loglevel', 'error', ...args]);
@@ -133,6 +137,41 @@ describe('MuseTalk pipelines on the dev model set (real ffmpeg, onnxruntime, Bla
     writeFileSync(path.join(bucket, 'uploads/noise.wav'), 'not audio at all');
     await assert.rejects(pipelines.handlers.lipsync!({ avatarId: 'astro', audio: 'uploads/noise.wav' }, context('lipsync').ctx), (e: unknown) => e instanceof MediaError && e.code === 'media_unreadable');
     await assert.rejects(pipelines.handlers.lipsync!({ avatarId: 'nobody', audio: 'uploads/speech.wav' }, context('lipsync').ctx), (e: unknown) => e instanceof PipelineError && e.code === 'avatar_not_found');
+  });
+
+  test('owners\' jobs keep to tenants/<owner>/: inputs, bundles and outputs; two owners\' same avatarId never meet', async () => {
+    const run = (owner: string, kind: JobKind, input: Record<string, unknown>) => {
+      const job = new RunningJob({ id: randomUUID(), kind, input, attempt: 1, leaseToken: randomUUID(), timeoutSec: 600, storagePrefix: `tenants/${owner}/` });
+      return runJob(job, { handlers: pipelines.handlers, storage, client: NOBODY, scratchRoot: root, mediaAccess: new AddressPolicy(), log }).then((outcome) => ({ id: job.job.id, outcome }));
+    };
+    const failure = ({ outcome }: Awaited<ReturnType<typeof run>>) => (outcome.kind === 'failed' ? outcome.error.code : outcome.kind);
+    for (const owner of ['ann', 'bob']) mkdirSync(path.join(bucket, `tenants/${owner}/uploads`), { recursive: true });
+    ffmpeg('-i', FACE, '-vf', 'scale=480:480', path.join(bucket, 'tenants/ann/uploads/face.png'));
+    for (const owner of ['ann', 'bob']) copyFileSync(path.join(bucket, 'uploads/speech.wav'), path.join(bucket, `tenants/${owner}/uploads/speech.wav`));
+
+    const prepared = await run('ann', 'avatar.prepare', { source: 'uploads/face.png', avatarId: 'shared' });
+    assert.deepEqual(prepared.outcome, { kind: 'completed', result: { avatarId: 'shared', manifestKey: 'avatars/shared/manifest.json', frameCount: 1 } });
+    assert.deepEqual(readdirSync(path.join(bucket, 'tenants/ann/avatars/shared')).sort(), ['frames.mp4', 'latents.f32', 'manifest.json', 'masks.u8']);
+    assert.equal(existsSync(path.join(bucket, 'avatars/shared')), false, 'no bundle in the bucket\'s own avatars/');
+
+    // Bob names the same avatar and Ann's upload: each is looked up in his own namespace, where neither is.
+    assert.equal(failure(await run('bob', 'lipsync', { avatarId: 'shared', audio: 'uploads/speech.wav' })), 'avatar_not_found');
+    assert.equal(failure(await run('bob', 'avatar.prepare', { source: 'uploads/face.png', avatarId: 'bobs' })), 'media_unreadable');
+    // Nor can he climb out: a `..` key is refused as input, and a manifest planted in his namespace that
+    // points at Ann's bundle is a broken bundle, not a path to follow.
+    assert.equal(failure(await run('bob', 'lipsync', { avatarId: 'shared', audio: '../ann/uploads/speech.wav' })), 'invalid_input');
+    const planted = JSON.parse(readFileSync(path.join(bucket, 'tenants/ann/avatars/shared/manifest.json'), 'utf8')) as { avatarId: string; files: Record<string, string> };
+    planted.avatarId = 'stolen';
+    for (const name of Object.keys(planted.files)) planted.files[name] = `avatars/stolen/../../../ann/${planted.files[name]}`;
+    mkdirSync(path.join(bucket, 'tenants/bob/avatars/stolen'), { recursive: true });
+    writeFileSync(path.join(bucket, 'tenants/bob/avatars/stolen/manifest.json'), JSON.stringify(planted));
+    assert.equal(failure(await run('bob', 'lipsync', { avatarId: 'stolen', audio: 'uploads/speech.wav' })), 'avatar_corrupt');
+
+    const spoken = await run('ann', 'lipsync', { avatarId: 'shared', audio: 'uploads/speech.wav' });
+    const videoKey = `jobs/${spoken.id}/attempt-1/lipsync.mp4`;
+    assert.deepEqual(spoken.outcome, { kind: 'completed', result: { videoKey, durationSec: 2, frameCount: 50 } }, 'the key is relative to Ann\'s namespace');
+    assert.ok((await probe(path.join(bucket, 'tenants/ann', videoKey))).video, 'the video is in Ann\'s namespace');
+    assert.equal(existsSync(path.join(bucket, 'jobs', spoken.id)), false);
   });
 
   test('cancel mid-render fails the job with the cancel and leaves no ffmpeg running', async () => {

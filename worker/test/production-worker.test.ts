@@ -4,8 +4,9 @@ import { copyFileSync, mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import { storagePrefixOf } from '@avatar-fleet/contracts';
 import { useOrchestrator } from '@avatar-fleet/orchestrator/dist/test/helpers/orchestrator-suite';
-import { INTERNAL_KEY } from '@avatar-fleet/orchestrator/dist/test/helpers/orchestrator-process';
+import { API_KEY_OWNER, INTERNAL_KEY } from '@avatar-fleet/orchestrator/dist/test/helpers/orchestrator-process';
 import { eventually, lane } from '@avatar-fleet/orchestrator/dist/test/helpers/fixtures';
 import { writeDevModelSet } from '../src/inference/dev-models';
 import { probe } from '../src/media/ffmpeg';
@@ -20,6 +21,8 @@ describe('the production worker (main.js, MuseTalk pipelines on the dev model se
   const suite = useOrchestrator(FAST_FLEET);
   const root = mkdtempSync(path.join(os.tmpdir(), 'prod-worker-'));
   const storageDir = path.join(root, 'storage');
+  // The product's uploads go under its owner's namespace, where its jobs read them.
+  const uploads = path.join(storageDir, storagePrefixOf(API_KEY_OWNER), 'uploads');
   const gpuClass = lane();
   let output = '';
   let worker: ReturnType<typeof spawn> | undefined;
@@ -28,10 +31,10 @@ describe('the production worker (main.js, MuseTalk pipelines on the dev model se
   before(async () => {
     hogs = startCpuHogs();
     await writeDevModelSet(path.join(root, 'models', 'musetalk'));
-    mkdirSync(path.join(storageDir, 'uploads'), { recursive: true });
-    copyFileSync(path.join(SAMPLES, 'face.jpg'), path.join(storageDir, 'uploads/face.jpg'));
-    copyFileSync(path.join(SAMPLES, 'speech.m4a'), path.join(storageDir, 'uploads/speech.m4a'));
-    writeFileSync(path.join(storageDir, 'uploads/broken.m4a'), 'not audio');
+    mkdirSync(uploads, { recursive: true });
+    copyFileSync(path.join(SAMPLES, 'face.jpg'), path.join(uploads, 'face.jpg'));
+    copyFileSync(path.join(SAMPLES, 'speech.m4a'), path.join(uploads, 'speech.m4a'));
+    writeFileSync(path.join(uploads, 'broken.m4a'), 'not audio');
     worker = spawn(process.execPath, [MAIN], {
       env: {
         PATH: process.env.PATH ?? '', WORKER_MODE: 'buffer', ORCHESTRATOR_BASE_URL: suite.orch.url, INTERNAL_API_KEY: INTERNAL_KEY,
@@ -76,7 +79,7 @@ describe('the production worker (main.js, MuseTalk pipelines on the dev model se
 
     const done = await run('lipsync', { avatarId: 'astro', audio: 'uploads/speech.m4a' });
     assert.equal(done.state, 'succeeded', JSON.stringify(done.error));
-    const info = await probe(path.join(storageDir, String(done.result!.videoKey)));
+    const info = await probe(path.join(storageDir, storagePrefixOf(done.owner), String(done.result!.videoKey)));
     assert.ok(Math.abs(info.durationSec - 6.57) < 0.1, `the mp4 lasts as long as the speech (${info.durationSec} s)`);
     assert.equal(worker!.exitCode, null, 'the worker is still running');
     assert.match(output, /musetalk models warmed/);

@@ -23,7 +23,9 @@ describe('queue mode (Salad Job Queue): /hc, /ping, /generate', () => {
     // The test plays the orchestrator's queue dispatcher: lease the job to this worker, then forward the envelope.
     const id = await lane.job('https://media.example/queue.wav');
     const claimed = (await leaseFor(suite.db.pool, workerIdOf(worker), Number(FAST_FLEET.LEASE_TTL_SEC)))!;
-    const envelope = { jobId: claimed.id, kind: claimed.kind, input: claimed.input, attempt: claimed.attempt, leaseToken: claimed.leaseToken };
+    const envelope = {
+      jobId: claimed.id, kind: claimed.kind, input: claimed.input, attempt: claimed.attempt, leaseToken: claimed.leaseToken, storagePrefix: claimed.storagePrefix,
+    };
     const pending = http.post(`${base}/generate`, envelope);
     await lane.until(id, (j) => j.progress !== null && j.state === 'running');
     const busy = await http.post(`${base}/generate`, { ...envelope, jobId: '00000000-0000-4000-8000-000000000000' });
@@ -34,7 +36,7 @@ describe('queue mode (Salad Job Queue): /hc, /ping, /generate', () => {
     const job = await suite.fleet.getJob(id);
     assert.equal(job.state, 'succeeded');
     assert.deepEqual(job.result, answer.data.result);
-    assert.equal(lane.output(job).split(' ')[0], 'salad');
+    assert.equal(lane.output(job).split(' ')[0], 'salad', 'the output is in the owner\'s namespace, as the envelope said');
   });
 
   test('while still starting (orchestrator not reachable yet): /ping answers, /hc and /generate say 503; SIGTERM then exits 0', async () => {
@@ -62,6 +64,12 @@ describe('queue mode (Salad Job Queue): /hc, /ping, /generate', () => {
     assert.equal(missing.status, 400);
     const fields = missing.data.error.fields.map((f: { field: string }) => f.field).sort();
     assert.deepEqual(fields, ['jobId', 'leaseToken']);
+    const escaping = await http.post(`${base}/generate`, {
+      jobId: '00000000-0000-4000-8000-000000000001', kind: 'lipsync', input: {}, attempt: 1, leaseToken: '00000000-0000-4000-8000-000000000002',
+      storagePrefix: 'tenants/../',
+    });
+    assert.equal(escaping.status, 400);
+    assert.deepEqual(escaping.data.error.fields.map((f: { field: string }) => f.field), ['storagePrefix']);
     const notJson = await http.post(`${base}/generate`, 'nope', { headers: { 'content-type': 'application/json' }, transformRequest: (d) => d });
     assert.equal(notJson.status, 400);
     assert.match(notJson.data.error.message, /not valid JSON/);

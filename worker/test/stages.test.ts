@@ -1,10 +1,10 @@
-import { AddressPolicy } from '../src/media/address-guard';
 import assert from 'node:assert/strict';
 import { mkdtempSync, readFileSync, writeFileSync, mkdirSync } from 'node:fs';
 import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import { AddressPolicy } from '@avatar-fleet/contracts';
 import { MediaError } from '../src/media/ffmpeg';
 import { fetchMedia } from '../src/media/fetch-media';
 import { BoundedQueue, runStages } from '../src/pipelines/shared/bounded-queue';

@@ -1,5 +1,6 @@
-import { IsIn, IsInt, IsObject, IsOptional, IsUUID, Max, Min } from 'class-validator';
+import { IsIn, IsInt, IsObject, IsOptional, IsString, IsUUID, Matches, Max, Min } from 'class-validator';
 import { JOB_KIND_NAMES, type JobKind } from '../jobs/job-kinds';
+import { STORAGE_PREFIX_MESSAGE, STORAGE_PREFIX_PATTERN } from './storage-prefix';
 import { MAX_ATTEMPT, type JobFailure } from './worker.dto';
 
 /**
@@ -14,6 +15,8 @@ export class QueueJobEnvelope {
   @IsUUID() leaseToken!: string;
   /** The attempt's execution time-out; the kind's policy when absent. */
   @IsOptional() @IsInt() @Min(1) @Max(86_400) timeoutSec?: number;
+  /** The owner's namespace in object storage, as ClaimedJob's; keys are used as they are when absent. */
+  @IsOptional() @IsString() @Matches(STORAGE_PREFIX_PATTERN, { message: STORAGE_PREFIX_MESSAGE }) storagePrefix?: string;
 }
 
 /** The `/generate` answer; Salad stores it as the job's output. */

@@ -142,6 +142,12 @@ export interface ClaimedJob {
   leaseExpiresAt: string;
   deadlineAt: string;
   timeoutSec: number;
+  /**
+   * `tenants/<owner>/`: the job's owner's namespace in object storage, under which the worker reads
+   * and writes every key of the job (STORAGE_PREFIX_PATTERN). Absent from orchestrators older than
+   * storage namespacing; the job then uses keys as they are.
+   */
+  storagePrefix?: string;
 }
 
 export interface ClaimResponse {

@@ -1,8 +1,21 @@
 import { Transform } from 'class-transformer';
-import { IsIn, IsInt, IsOptional, IsString, Matches, Max, Min, MinLength } from 'class-validator';
-import { EnvVar, validateDto } from '@avatar-fleet/contracts';
+import { IsIn, IsInt, IsOptional, IsString, Matches, Max, Min, MinLength, ValidateBy } from 'class-validator';
+import { AddressPolicy, EnvVar, OWNER_NAME_SOURCE, parseAddressList, validateDto } from '@avatar-fleet/contracts';
 
 const toInt = ({ value }: { value: unknown }) => (value === undefined || value === '' ? undefined : Number(value));
+
+/** One `owner:key` pair of API_KEYS: the owner name becomes a storage path segment (OWNER_NAME_SOURCE). */
+const API_KEY_PAIR = `${OWNER_NAME_SOURCE}:[^\\s,:]{16,}`;
+
+/** Whether an allowlist setting is IP addresses and CIDR ranges only (AddressPolicy refuses anything else). */
+function addressListValid(setting: string): boolean {
+  try {
+    new AddressPolicy(parseAddressList(setting));
+    return true;
+  } catch {
+    return false;
+  }
+}
 
 /**
  * Every environment variable the orchestrator reads, validated once at start.
@@ -30,13 +43,16 @@ export class OrchestratorConfig {
   @Transform(toInt) @IsInt() @Min(0) @Max(65535) PORT: number = 8080;
 
   @EnvVar({
-    description: 'Product API keys as `name:key` pairs separated by commas, e.g. `shop:0123456789abcdef0123`. Names use ' +
-      'letters, digits, `_`, `.` and `-`; each key has at least 16 characters and no spaces, commas or colons. The ' +
-      'name owns the jobs its key creates, and a key sees only its own jobs. Sent as `Authorization: Bearer <key>` or `X-Api-Key`.',
+    description: 'Product API keys as `name:key` pairs separated by commas, e.g. `shop:0123456789abcdef0123`. A name has 1-64 ' +
+      'letters, digits, `_`, `.` and `-`, starts with a letter or digit and has no `..`: it is also the owner\'s folder in object ' +
+      'storage, `tenants/<name>/`, where that owner\'s inputs, avatars and outputs live. Each key has at least 16 characters and ' +
+      'no spaces, commas or colons. The name owns the jobs its key creates, and a key sees only its own jobs and storage keys. ' +
+      'Sent as `Authorization: Bearer <key>` or `X-Api-Key`.',
     secret: true,
   })
-  @IsString() @Matches(/^\s*[A-Za-z0-9_.-]+:[^\s,:]{16,}\s*(,\s*[A-Za-z0-9_.-]+:[^\s,:]{16,}\s*)*$/, {
-    message: 'API_KEYS must be name:key pairs separated by commas, each key at least 16 characters without spaces',
+  @IsString() @Matches(new RegExp(`^\\s*${API_KEY_PAIR}\\s*(,\\s*${API_KEY_PAIR}\\s*)*$`), {
+    message: 'API_KEYS must be name:key pairs separated by commas, each name 1-64 letters, digits, _ . - starting with a letter or digit ' +
+      'and without .., each key at least 16 characters without spaces',
   })
   API_KEYS!: string;
 
@@ -117,6 +133,28 @@ export class OrchestratorConfig {
   @IsIn(['error', 'warn', 'log', 'debug', 'verbose']) LOG_LEVEL: 'error' | 'warn' | 'log' | 'debug' | 'verbose' = 'log';
   @EnvVar({ description: 'Largest accepted request body, in bytes. Larger bodies get `413 payload_too_large`.' })
   @Transform(toInt) @IsInt() @Min(1024) @Max(64 * 1024 * 1024) BODY_LIMIT_BYTES: number = 1024 * 1024;
+  @EnvVar({
+    description: 'Comma-separated IP addresses or CIDR ranges (e.g. `127.0.0.1,10.0.0.0/8`) that job webhooks may reach although ' +
+      'they are private, loopback or link-local: the syntax and meaning of the worker\'s `MEDIA_FETCH_ALLOW`. A create whose ' +
+      '`webhookUrl` host is such an address (in any spelling, e.g. `0x7f000001`) or an obviously local name (`localhost`, ' +
+      '`*.localhost`, `*.local`, `*.internal`) is refused with 400 unless this list allows it; a local name is then resolved, ' +
+      'and every address it has must be allowed. Other names are not resolved at submit time, so one that resolves to a private ' +
+      'address is accepted here: the webhook sender will check every DNS answer when it connects, and refuse such addresses. ' +
+      'For local development only.',
+  })
+  @IsOptional() @IsString() @ValidateBy({
+    name: 'isAddressList',
+    validator: {
+      validate: (value: unknown) => typeof value === 'string' && addressListValid(value),
+      defaultMessage: () => 'WEBHOOK_ALLOW must be a comma-separated list of IP addresses or CIDR ranges, e.g. 127.0.0.1,10.0.0.0/8',
+    },
+  })
+  WEBHOOK_ALLOW?: string;
+
+  /** Parsed WEBHOOK_ALLOW: the addresses and ranges webhooks may reach although they are private. */
+  webhookAllow(): string[] {
+    return parseAddressList(this.WEBHOOK_ALLOW);
+  }
 
   /** Parsed API_KEYS: key -> owner name. */
   apiKeys(): Map<string, string> {
@@ -145,7 +183,7 @@ export class ConfigError extends Error {
 
 /** Reads only the variables the class declares, so unrelated environment never fails validation. */
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): OrchestratorConfig {
-  const known = Object.keys(new OrchestratorConfig()).concat(['DATABASE_URL', 'API_KEYS', 'INTERNAL_API_KEY', 'OPERATOR_KEYS']);
+  const known = Object.keys(new OrchestratorConfig()).concat(['DATABASE_URL', 'API_KEYS', 'INTERNAL_API_KEY', 'OPERATOR_KEYS', 'WEBHOOK_ALLOW']);
   const picked: Record<string, string> = {};
   for (const name of new Set(known)) {
     const value = env[name];

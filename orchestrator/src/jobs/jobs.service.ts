@@ -1,24 +1,32 @@
 import { createHash } from 'node:crypto';
 import { Injectable, type BeforeApplicationShutdown, type OnModuleInit } from '@nestjs/common';
 import {
-  ErrorCode, JOB_KINDS, TERMINAL_STATES, validateDto, type CreateJobRequest, type JobView, type ListJobsQuery, type ListJobsResponse,
+  AddressPolicy, ErrorCode, JOB_KINDS, TERMINAL_STATES, validateDto, type CreateJobRequest, type FieldProblem, type JobView, type ListJobsQuery,
+  type ListJobsResponse,
 } from '@avatar-fleet/contracts';
 import { ApiError } from '../common/api-error';
+import { OrchestratorConfig } from '../config/orchestrator.config';
 import { Database } from '../database/database';
 import { Channels } from '../database/notify-listener';
 import { JobRepository, type ListPosition, type TransitionOutcome } from './job.repository';
 import { JobWaiters } from './job-waiters';
+import { webhookUrlProblem } from './webhook-url';
 
 @Injectable()
 export class JobsService implements OnModuleInit, BeforeApplicationShutdown {
   private readonly waiters = new JobWaiters();
   /** Set at shutdown: waiting GETs answer with the job as it is, so the HTTP server can close without waiting out their waits. */
   private closing = false;
+  /** The addresses job webhooks may reach: public ones, plus WEBHOOK_ALLOW. */
+  private readonly webhookAccess: AddressPolicy;
 
   constructor(
     private readonly db: Database,
     private readonly jobs: JobRepository,
-  ) {}
+    config: OrchestratorConfig,
+  ) {
+    this.webhookAccess = new AddressPolicy(config.webhookAllow());
+  }
 
   onModuleInit(): void {
     this.db.listener.on(Channels.jobFinished, (ids) => ids.split(',').forEach((id) => this.waiters.wake(id)));
@@ -33,7 +41,10 @@ export class JobsService implements OnModuleInit, BeforeApplicationShutdown {
   async create(owner: string, req: CreateJobRequest): Promise<{ job: JobView; created: boolean }> {
     const spec = JOB_KINDS[req.kind];
     const input = validateDto<object>(spec.input, req.input);
-    if (!input.ok) throw ApiError.validation(input.fields.map((f) => ({ ...f, field: `input.${f.field}` })));
+    const problems: FieldProblem[] = input.ok ? [] : input.fields.map((f) => ({ ...f, field: `input.${f.field}` }));
+    const webhook = req.webhookUrl === undefined ? undefined : await webhookUrlProblem(req.webhookUrl, this.webhookAccess);
+    if (webhook) problems.push({ field: 'webhookUrl', problems: [webhook] });
+    if (!input.ok || problems.length) throw ApiError.validation(problems);
     const policy = spec.policy;
     const outcome = await this.jobs.create(this.db.pool, {
         owner,

@@ -1,4 +1,4 @@
-import type { JobKind } from '@avatar-fleet/contracts';
+import { storagePrefixOf, type JobKind } from '@avatar-fleet/contracts';
 import { Channels } from '../database/notify-listener';
 import type { ClaimOutcome } from './lease.repository';
 
@@ -53,13 +53,14 @@ function claimCtes(p: ClaimParams): string {
       updated_at = now()
     FROM picked p JOIN claimers c USING (rn)
     WHERE j.id = p.id
-    RETURNING c.ord, j.id, j.kind, j.input, j.priority, j.attempt, j.lease_token, j.lease_expires_at, j.deadline_at, j.timeout_sec, j.worker_id
+    RETURNING c.ord, j.id, j.kind, j.input, j.priority, j.attempt, j.lease_token, j.lease_expires_at, j.deadline_at, j.timeout_sec, j.worker_id,
+      j.owner
   )`;
 }
 
 /** Columns of the final SELECT that describe each request's claim; needs `w` (workers), `c` (claimers), `cl` (claimed). */
 const CLAIM_COLUMNS = `w.state AS worker_state, w.command, (c.ord IS NOT NULL) AS eligible, cl.id, cl.kind, cl.input,
-  cl.priority, cl.attempt, cl.lease_token, cl.lease_expires_at, cl.deadline_at, cl.timeout_sec`;
+  cl.priority, cl.attempt, cl.lease_token, cl.lease_expires_at, cl.deadline_at, cl.timeout_sec, cl.owner`;
 
 /**
  * Applies fenced completions from `req(job_id, attempt, lease_token, result, worker_id, ord)`,
@@ -146,6 +147,8 @@ export function toClaimOutcome(row: Record<string, any>): ClaimOutcome {
         leaseExpiresAt: row.lease_expires_at.toISOString(),
         deadlineAt: row.deadline_at.toISOString(),
         timeoutSec: row.timeout_sec,
+        // The worker keeps every key of the job under its owner's namespace.
+        storagePrefix: storagePrefixOf(row.owner),
       },
     };
   }

@@ -212,7 +212,8 @@ export class LeaseRepository {
   async leasedWithCompletion(db: Queryable, workerId: string, completed: { leaseToken: string }): Promise<ClaimOutcome | null> {
     const { rows } = await db.query({
       name: 'leased-with-completion',
-      text: `SELECT 'online' AS worker_state, id, kind, input, priority, attempt, lease_token, lease_expires_at, deadline_at, timeout_sec
+      text: `SELECT 'online' AS worker_state, id, kind, input, priority, attempt, lease_token, lease_expires_at, deadline_at, timeout_sec,
+               owner
              FROM jobs WHERE worker_id = $1 AND lease_expires_at IS NOT NULL AND state = 'running' AND prior_lease_token = $2`,
       values: [workerId, completed.leaseToken],
     });

@@ -3,6 +3,8 @@ import path from 'node:path';
 import { FleetClient, OperatorClient, WorkerClient } from '@avatar-fleet/contracts';
 
 export const API_KEY = 'test-product-key-0123456789';
+/** The owner name of API_KEY: its jobs' storage keys live under `tenants/product/`. */
+export const API_KEY_OWNER = 'product';
 export const OTHER_API_KEY = 'test-other-key-0123456789ab';
 export const INTERNAL_KEY = 'test-internal-key-0123456789';
 export const OPERATOR_KEY = 'test-operator-key-0123456789';
@@ -38,7 +40,7 @@ export async function startOrchestratorProcess(
       NO_COLOR: '1',
       DATABASE_URL: databaseUrl,
       PORT: '0',
-      API_KEYS: `product:${API_KEY},other:${OTHER_API_KEY}`,
+      API_KEYS: `${API_KEY_OWNER}:${API_KEY},other:${OTHER_API_KEY}`,
       INTERNAL_API_KEY: INTERNAL_KEY,
       OPERATOR_KEYS: `ops:${OPERATOR_KEY}`,
       ...env,

@@ -3,10 +3,11 @@ import path from 'node:path';
 import 'reflect-metadata';
 import { plainToInstance } from 'class-transformer';
 import { IsIn, IsNumberString, IsOptional, Matches, ValidateIf, validateSync } from 'class-validator';
-import { EnvVar, JOB_KIND_NAMES, PROVIDERS, WORKER_ID_PATTERN, type JobKind, type Provider, type WorkerMode } from '@avatar-fleet/contracts';
+import {
+  AddressPolicy, EnvVar, JOB_KIND_NAMES, PROVIDERS, WORKER_ID_PATTERN, parseAddressList, type JobKind, type Provider, type WorkerMode,
+} from '@avatar-fleet/contracts';
 import { B2_DEFAULT_LARGE_FILE_MB, B2_DEFAULT_PART_SIZE_MB, type StorageSettings } from '../storage/storage';
 import type { LogLevel } from '../runtime/logger';
-import { AddressPolicy } from '../media/address-guard';
 
 const HTTP_URL = /^https?:\/\/[^\s/]+(\/\S*)?$/;
 const URL_HINT = 'must be an http(s) URL, e.g. https://api.example.com (is the scheme missing?)';
@@ -263,7 +264,7 @@ export function loadWorkerConfig(env: NodeJS.ProcessEnv, cwd = process.cwd()): W
   }
   const e = plainToInstance(WorkerEnv, raw);
   const problems = validateSync(e).flatMap((v) => Object.values(v.constraints ?? {}));
-  const mediaFetchAllow = e.MEDIA_FETCH_ALLOW ? e.MEDIA_FETCH_ALLOW.split(',').map((entry) => entry.trim()).filter(Boolean) : [];
+  const mediaFetchAllow = parseAddressList(e.MEDIA_FETCH_ALLOW);
   try {
     new AddressPolicy(mediaFetchAllow);
   } catch {

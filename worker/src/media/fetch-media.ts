@@ -3,8 +3,8 @@ import { rm } from 'node:fs/promises';
 import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import axios from 'axios';
+import { AddressRefusedError, type AddressPolicy } from '@avatar-fleet/contracts';
 import type { ObjectStorage } from '../storage/storage';
-import { AddressRefusedError, type AddressPolicy } from './address-guard';
 import { StorageError } from '../storage/storage';
 import { MediaError } from './ffmpeg';
 
@@ -73,7 +73,7 @@ export async function fetchMedia(ref: string, name: string, options: FetchOption
     // A refused address stays refused: the job's author must fix the URL (or an operator the allowlist).
     const refused = (error as { cause?: unknown }).cause ?? error;
     if (error instanceof AddressRefusedError || refused instanceof AddressRefusedError) {
-      throw new MediaError('media_forbidden', `GET ${host}: ${(refused as Error).message}`, false);
+      throw new MediaError('media_forbidden', `GET ${host}: ${(refused as Error).message} (allow it with MEDIA_FETCH_ALLOW)`, false);
     }
     // DNS failures, refused connections, time-outs: the source may be back later.
     throw new MediaError('media_unreadable', `GET ${host}: ${(error as Error).message}`, true);

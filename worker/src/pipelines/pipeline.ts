@@ -1,5 +1,4 @@
-import type { AddressPolicy } from '../media/address-guard';
-import type { JobInput, JobKind, JobResult } from '@avatar-fleet/contracts';
+import type { AddressPolicy, JobInput, JobKind, JobResult } from '@avatar-fleet/contracts';
 import { JOB_KIND_NAMES } from '@avatar-fleet/contracts';
 import type { Logger } from '../runtime/logger';
 import type { ObjectStorage, StoredObject } from '../storage/storage';
@@ -13,12 +12,16 @@ export interface JobContext {
   signal: AbortSignal;
   /** Reports a stage and a fraction in [0, 1]; cheap to call often (sends are throttled). */
   progress(stage: string, fraction: number, message?: string): void;
+  /**
+   * The job's owner's namespace (storage/scoped-storage.ts): keys the job names, reads and reports
+   * are relative to `tenants/<owner>/`, so one owner's keys never reach another's objects.
+   */
   storage: ObjectStorage;
   /** Uploads a scratch file under this attempt's own key prefix. */
   putOutput(name: string, file: string, contentType?: string): Promise<StoredObject>;
   /** A fresh folder for this job, deleted when it ends however it ends. */
   scratchDir: string;
-  /** The addresses the job's media URLs may reach (see media/address-guard.ts). */
+  /** The addresses the job's media URLs may reach (see contracts/src/net/address-guard.ts). */
   mediaAccess: AddressPolicy;
 }
 

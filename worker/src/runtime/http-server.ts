@@ -61,7 +61,7 @@ async function generate(worker: FleetWorker, req: http.IncomingMessage, res: htt
 
   const running = new RunningJob({
     id: envelope.jobId, kind: envelope.kind, input: envelope.input, attempt: envelope.attempt, leaseToken: envelope.leaseToken,
-    timeoutSec: envelope.timeoutSec ?? JOB_KINDS[envelope.kind].policy.timeoutSec,
+    timeoutSec: envelope.timeoutSec ?? JOB_KINDS[envelope.kind].policy.timeoutSec, storagePrefix: envelope.storagePrefix,
   });
   // Salad hung up (its own time-out): stop work nobody will collect; the orchestrator requeues it.
   res.on('close', () => {

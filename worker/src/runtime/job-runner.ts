@@ -1,11 +1,12 @@
-import type { AddressPolicy } from '../media/address-guard';
 import { mkdtemp, rm } from 'node:fs/promises';
 import type { ClassConstructor } from 'class-transformer';
 import path from 'node:path';
 import {
-  ErrorCode, FleetApiError, JOB_KINDS, JobErrorCode, MAX_FAILURE_MESSAGE, validateDto, type ClaimedJob, type JobFailure, type JobKind, type WorkerClient,
+  ErrorCode, FleetApiError, JOB_KINDS, JobErrorCode, MAX_FAILURE_MESSAGE, STORAGE_PREFIX_PATTERN, validateDto,
+  type AddressPolicy, type ClaimedJob, type JobFailure, type JobKind, type WorkerClient,
 } from '@avatar-fleet/contracts';
 import { PipelineError, type Handler, type HandlerMap, type JobContext } from '../pipelines/pipeline';
+import { ScopedStorage } from '../storage/scoped-storage';
 import { attemptKey, type ObjectStorage } from '../storage/storage';
 import { errorMessage, type Logger } from './logger';
 
@@ -23,7 +24,7 @@ export class RunningJob {
   readonly controller = new AbortController();
   private reason?: AbortReason;
 
-  constructor(readonly job: Pick<ClaimedJob, 'id' | 'kind' | 'input' | 'attempt' | 'leaseToken' | 'timeoutSec'>) {}
+  constructor(readonly job: Pick<ClaimedJob, 'id' | 'kind' | 'input' | 'attempt' | 'leaseToken' | 'timeoutSec' | 'storagePrefix'>) {}
 
   get fence(): { attempt: number; leaseToken: string } {
     return { attempt: this.job.attempt, leaseToken: this.job.leaseToken };
@@ -43,6 +44,7 @@ export class RunningJob {
 
 export interface JobRunnerDeps {
   handlers: HandlerMap;
+  /** The whole bucket; a job with a storage prefix sees only its owner's part of it. */
   storage: ObjectStorage;
   client: WorkerClient;
   scratchRoot: string;
@@ -68,6 +70,12 @@ export async function runJob(running: RunningJob, deps: JobRunnerDeps): Promise<
     const detail = checked.fields.map((p) => `${p.field}: ${p.problems.join(', ')}`).join('; ');
     return failed('invalid_input', `input rejected by the worker: ${detail}`, false);
   }
+  const prefix = job.storagePrefix;
+  if (prefix !== undefined && !STORAGE_PREFIX_PATTERN.test(prefix)) {
+    return failed('invalid_storage_prefix', `the job's storage prefix "${prefix}" is not tenants/<owner>/ with a plain owner name`, false);
+  }
+  // Without a prefix (an orchestrator from before owners had namespaces) keys are the bucket's own.
+  const storage = prefix === undefined ? deps.storage : new ScopedStorage(deps.storage, prefix);
   const timeout = setTimeout(() => running.abort('timeout'), job.timeoutSec * 1000);
   const progress = new ProgressReporter(running, deps.client, log, deps.progressIntervalMs ?? 250);
   let scratchDir: string;
@@ -83,8 +91,8 @@ export async function runJob(running: RunningJob, deps: JobRunnerDeps): Promise<
     log,
     signal: running.controller.signal,
     progress: (stage, fraction, message) => progress.report(stage, fraction, message),
-    storage: deps.storage,
-    putOutput: (name, file, contentType) => deps.storage.putFile(attemptKey(job.id, job.attempt, name), file, { contentType, signal: running.controller.signal }),
+    storage,
+    putOutput: (name, file, contentType) => storage.putFile(attemptKey(job.id, job.attempt, name), file, { contentType, signal: running.controller.signal }),
     scratchDir,
     mediaAccess: deps.mediaAccess,
   };

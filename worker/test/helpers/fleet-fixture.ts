@@ -3,7 +3,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { INTERNAL_KEY } from '@avatar-fleet/orchestrator/dist/test/helpers/orchestrator-process';
 import { eventually, lane, lipsyncJob } from '@avatar-fleet/orchestrator/dist/test/helpers/fixtures';
-import type { FleetClient, JobView } from '@avatar-fleet/contracts';
+import { storagePrefixOf, type FleetClient, type JobView } from '@avatar-fleet/contracts';
 import { startWorkerProcess, type WorkerProcess } from './worker-process';
 
 /** Orchestrator settings for worker tests: fast beats, short leases, a quick reaper. */
@@ -49,9 +49,9 @@ export class Lane {
     }, timeoutMs, 50);
   }
 
-  /** The output file a result points at, read from the local storage folder. */
+  /** The output file a result points at, read from the local storage folder: its key is relative to the job's owner's namespace. */
   output(job: JobView): string {
-    return readFileSync(path.join(this.storageDir, String(job.result!.videoKey)), 'utf8');
+    return readFileSync(path.join(this.storageDir, storagePrefixOf(job.owner), String(job.result!.videoKey)), 'utf8');
   }
 
   async cleanup(): Promise<void> {

@@ -1,7 +1,6 @@
 import { mkdtempSync } from 'node:fs';
 import path from 'node:path';
-import type { JobKind } from '@avatar-fleet/contracts';
-import { AddressPolicy } from '../../src/media/address-guard';
+import { AddressPolicy, type JobKind } from '@avatar-fleet/contracts';
 import type { JobContext } from '../../src/pipelines/pipeline';
 import type { Logger } from '../../src/runtime/logger';
 import { attemptKey, type ObjectStorage } from '../../src/storage/storage';

@@ -61,6 +61,12 @@ export function bundlePrefix(avatarId: string): string {
   return `avatars/${avatarId}`;
 }
 
+/** The keys of a bundle's data files. */
+function bundleFiles(avatarId: string): BundleManifest['files'] {
+  const prefix = bundlePrefix(avatarId);
+  return { frames: `${prefix}/frames.mp4`, latents: `${prefix}/latents.f32`, masks: `${prefix}/masks.u8` };
+}
+
 export function sameParams(a: BundleParams, b: BundleParams): boolean {
   return a.fps === b.fps && a.bboxShift === b.bboxShift && a.modelVersion === b.modelVersion && a.detector === b.detector
     && (a.preprocessing ?? 1) === (b.preprocessing ?? 1);
@@ -99,7 +105,7 @@ export async function writeBundle(
   const prefix = bundlePrefix(manifest.avatarId);
   const latents = Buffer.from(data.latents.buffer, data.latents.byteOffset, data.latents.byteLength);
   const masks = Buffer.from(data.masks.buffer, data.masks.byteOffset, data.masks.byteLength);
-  const files = { frames: `${prefix}/frames.mp4`, latents: `${prefix}/latents.f32`, masks: `${prefix}/masks.u8` };
+  const files = bundleFiles(manifest.avatarId);
   await writeFile(path.join(scratchDir, 'latents.f32'), latents);
   await writeFile(path.join(scratchDir, 'masks.u8'), masks);
   await storage.putFile(files.frames, framesFile, { contentType: 'video/mp4', signal });
@@ -126,9 +132,19 @@ export async function readManifest(storage: ObjectStorage, avatarId: string, scr
     throw new PipelineError('avatar_corrupt', `avatar ${avatarId}: manifest.json is not valid JSON`);
   }
   const ok = manifest && manifest.format === BUNDLE_FORMAT && manifest.avatarId === avatarId && Number.isInteger(manifest.frameCount)
-    && manifest.frameCount > 0 && Array.isArray(manifest.boxes) && manifest.boxes.length === manifest.frameCount && manifest.files && manifest.checksums;
+    && manifest.frameCount > 0 && Array.isArray(manifest.boxes) && manifest.boxes.length === manifest.frameCount && manifest.checksums
+    && ownFiles(manifest.files, avatarId);
   if (!ok) throw new PipelineError('avatar_corrupt', `avatar ${avatarId}: manifest.json is not a format-${BUNDLE_FORMAT} avatar bundle`);
   return manifest;
+}
+
+/**
+ * Whether the manifest's files are the ones writeBundle writes: a manifest is read from storage, so
+ * one that points elsewhere (another avatar, `..`) is a broken bundle, not a path to follow.
+ */
+function ownFiles(files: BundleManifest['files'] | undefined, avatarId: string): boolean {
+  const own = bundleFiles(avatarId);
+  return !!files && files.frames === own.frames && files.latents === own.latents && files.masks === own.masks;
 }
 
 /** Downloads and checks the per-frame data; a size or checksum mismatch is `avatar_corrupt` (prepare the avatar again). */
