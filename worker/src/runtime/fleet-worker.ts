@@ -1,9 +1,8 @@
-import { AddressPolicy } from '../media/address-guard';
 import { readFileSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import {
-  ErrorCode, WorkerClient, type HeartbeatResponse, type HeldLease, type StatusRequest, type WorkerActivity,
+  AddressPolicy, ErrorCode, WorkerClient, type HeartbeatResponse, type HeldLease, type StatusRequest, type WorkerActivity,
 } from '@avatar-fleet/contracts';
 import type { WorkerConfig } from '../config/worker.config';
 import { ModelLoader } from '../inference/model-loader';
