@@ -35,7 +35,7 @@ describe('a legacy MuseTalk buffer worker that knows only seed 003', () => {
     const gpuClass = lane();
     const workerId = `buffer-${gpuClass}`;
     // The job needs 16 GB: only the VRAM read out of GPU_CLASS_NAME lets this host take it.
-    const job = await suite.fleet.createJob(lipsyncJob({ requirements: { gpuClass, minVramGb: 16 } }));
+    const job = await suite.fleet.createJob(lipsyncJob({ input: { avatarId: 'avatar-1', audio: 'uploads/speech.wav' }, requirements: { gpuClass, minVramGb: 16 } }));
     const run = await runSeedClient({
       ORCHESTRATOR_BASE_URL: suite.orch.url, INTERNAL_API_KEY: INTERNAL_KEY, BUFFER_WORKER_ID: workerId,
       GPU_CLASS_NAME: `${gpuClass} (24 GB)`, HEARTBEAT_MS: '500', JOB_MS: '5000',
@@ -43,6 +43,8 @@ describe('a legacy MuseTalk buffer worker that knows only seed 003', () => {
     assert.equal(run.code, 0, JSON.stringify(run.steps));
     const step = (name: string) => run.steps.find((s) => s.step === name)!;
     assert.equal(step('claimed').job_id, job.id);
+    // It knows nothing of storagePrefix: its storage keys come already inside the owner's folder.
+    assert.deepEqual(step('claimed').input, { avatarId: 'avatar-1', audio: 'tenants/product/uploads/speech.wav' });
     assert.equal(step('running').status, 200);
     assert.deepEqual(step('completed'), { step: 'completed', status: 200, body: { jobId: job.id, state: 'succeeded' } });
     // Heartbeats listed no lease, and each renewed the one the orchestrator knew it held.

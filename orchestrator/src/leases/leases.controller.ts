@@ -10,6 +10,7 @@ import { DtoPipe, UuidPipe } from '../common/dto.pipe';
 import { hangUpSignal } from '../common/request-signal';
 import { WorkerAccess } from '../fleet/worker-access';
 import { schemaRef } from '../observability/openapi';
+import { forLegacyHost } from './legacy-job';
 import { LeasesService } from './leases.service';
 
 /** Why a claim answered 204: a 204 has no body, so the reason travels in this header. */
@@ -49,7 +50,7 @@ export class LeasesController {
       return undefined;
     }
     reply.status(200);
-    return { job };
+    return { job: caller.role === 'enrolment' ? forLegacyHost(job) : job };
   }
 
   @Post('buffer/jobs/:id/status')
@@ -67,7 +68,8 @@ export class LeasesController {
     if (body.claimNext && !(await this.access.mayActFor(caller, body.claimNext.workerId))) {
       return { ...(await this.leases.status(id, { ...body, claimNext: undefined }, hangUpSignal(reply, false))), next: null };
     }
-    return this.leases.status(id, body, hangUpSignal(reply, (body.claimNext?.waitMs ?? 0) > 0));
+    const answer = await this.leases.status(id, body, hangUpSignal(reply, (body.claimNext?.waitMs ?? 0) > 0));
+    return answer.next && caller.role === 'enrolment' ? { ...answer, next: forLegacyHost(answer.next) } : answer;
   }
 
   @Post('jobs/:id/progress')

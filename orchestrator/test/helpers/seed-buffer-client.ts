@@ -37,7 +37,7 @@ async function main(): Promise<void> {
     }
     if (claim.status !== 200) throw new Error(`claim answered ${claim.status}: ${JSON.stringify(claim.body)}`);
     const job = claim.body.job;
-    say('claimed', { job_id: job.id, attempt: job.attempt });
+    say('claimed', { job_id: job.id, attempt: job.attempt, input: job.input });
     const echo = { attempt: job.attempt, lease_token: job.leaseToken };
     const running = await post(`/internal/buffer/jobs/${job.id}/status`, { status: 'running', ...echo });
     say('running', { status: running.status });
