@@ -69,7 +69,11 @@ export class WorkerEnv {
   @IsOptional() @IsNumberString({}, { message: `GPU_VRAM_GB ${NUMBER_HINT}` }) GPU_VRAM_GB?: string;
   @EnvVar({ description: 'Orchestrator base URL with scheme, e.g. `https://api.example.com`.' })
   @Matches(HTTP_URL, { message: `ORCHESTRATOR_BASE_URL is required and ${URL_HINT}` }) ORCHESTRATOR_BASE_URL!: string;
-  @EnvVar({ description: 'The orchestrator\'s `INTERNAL_API_KEY`, the same value on every worker. No whitespace.', secret: true })
+  @EnvVar({
+    description: 'The orchestrator\'s `INTERNAL_API_KEY` (the enrolment key), the same value on every worker. No whitespace. The ' +
+      'worker registers with it, then authenticates every other call with the token that registration returned.',
+    secret: true,
+  })
   @Matches(NO_SPACE, { message: `INTERNAL_API_KEY is required and ${SPACE_HINT}` }) INTERNAL_API_KEY!: string;
 
   @EnvVar({
