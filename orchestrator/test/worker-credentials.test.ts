@@ -41,6 +41,23 @@ describe('per-worker credentials: enrolment, tokens, epochs, revocation', () => 
     assert.equal(borrowed.status, 403);
     assert.match(borrowed.message, new RegExp(`belongs to worker ${other.workerId}`));
 
+    // Status and progress need the holder's token too, even with the right lease in hand.
+    const job = await suite.fleet.createJob(lipsyncJob({ requirements: { gpuClass } }));
+    const lease = (await a.claim(reg.workerId, 0))!.job;
+    assert.equal(lease.id, job.id);
+    const fence = { attempt: lease.attempt, leaseToken: lease.leaseToken };
+    const elsewhere = new WorkerClient({ baseUrl: suite.orch.url, apiKey: INTERNAL_KEY });
+    elsewhere.useToken(other.workerId, other.token);
+    const report = await refusal(elsewhere.status(lease.id, { ...fence, status: 'completed', result: { stolen: true }, claimNext: { workerId: other.workerId } }));
+    assert.equal(report.status, 403);
+    assert.match(report.message, new RegExp(`held by worker ${reg.workerId}`));
+    const progress = await refusal(elsewhere.progress(lease.id, { ...fence, stage: 'x', fraction: 0.5, sequence: 1 }));
+    assert.equal(progress.status, 403);
+    const untouched = await suite.fleet.getJob(job.id);
+    assert.deepEqual([untouched.state, untouched.result, untouched.progress], ['running', null, null]);
+    await a.status(lease.id, { ...fence, status: 'completed', result: { mine: true } });
+    assert.deepEqual((await suite.fleet.getJob(job.id)).result, { mine: true });
+
     const { rows } = await suite.db.pool.query(`SELECT token_hash, row_to_json(w)::text AS everything FROM workers w WHERE id = $1`, [reg.workerId]);
     assert.deepEqual(rows[0].token_hash, createHash('sha256').update(reg.token).digest());
     assert.ok(!rows[0].everything.includes(reg.token), 'the token itself is nowhere in the row');

@@ -1,5 +1,5 @@
 import { Injectable, Logger } from '@nestjs/common';
-import { parseGpuClassName, type LegacyIdentity, type RegisterWorkerRequest } from '@avatar-fleet/contracts';
+import { ErrorCode, parseGpuClassName, type LegacyIdentity, type RegisterWorkerRequest } from '@avatar-fleet/contracts';
 import type { Principal } from '../auth/principal';
 import { ApiError } from '../common/api-error';
 import { OrchestratorConfig } from '../config/orchestrator.config';
@@ -63,8 +63,9 @@ export class WorkerAccess {
 
   /**
    * Throws unless `caller` may report on the job (status, progress). The lease token the report
-   * carries is the capability: only the claim answer held it. The shared key reports only for
-   * jobs that legacy hosts hold; a worker with a token of its own reports with that token.
+   * carries is the capability (only the claim answer held it); a worker token must also be the
+   * holder's, which the write's own SQL checks (see asHolder). The shared key reports only for
+   * jobs that legacy hosts hold.
    */
   async reportFor(caller: Principal, jobId: string): Promise<void> {
     if (caller.role === 'worker') return;
@@ -72,6 +73,23 @@ export class WorkerAccess {
     this.metrics.legacyRequests.inc();
     const holder = await this.workers.tokenHolderOf(this.db.pool, jobId);
     if (holder) throw forbidden(`job ${jobId} is held by worker ${holder}, which has its own token: report with that token, not INTERNAL_API_KEY`);
+  }
+
+  /**
+   * Runs a worker's write about a job; when it is refused as stale but the lease is alive and held
+   * by another worker than the token's, says that instead (403): the write came with the wrong token.
+   */
+  async asHolder<T>(caller: Principal, jobId: string, fence: { attempt: number; leaseToken: string }, write: () => Promise<T>): Promise<T> {
+    try {
+      return await write();
+    } catch (error) {
+      if (caller.role !== 'worker' || !(error instanceof ApiError) || error.code !== ErrorCode.StaleLease) throw error;
+      const holder = await this.workers.holderOfLease(this.db.pool, jobId, fence);
+      if (holder && holder !== caller.workerId) {
+        throw forbidden(`job ${jobId} is held by worker ${holder}; this token belongs to worker ${caller.workerId}: report with the holder's token`);
+      }
+      throw error;
+    }
   }
 
   private async registerLegacy(workerId: string, identity: LegacyIdentity): Promise<void> {

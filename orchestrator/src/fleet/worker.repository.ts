@@ -57,6 +57,15 @@ export class WorkerRepository {
     return rows[0]?.id ?? null;
   }
 
+  /** The worker holding this live lease, or null when the lease is not live. */
+  async holderOfLease(db: Queryable, jobId: string, fence: { attempt: number; leaseToken: string }): Promise<string | null> {
+    const { rows } = await db.query(
+      `SELECT worker_id FROM jobs WHERE id = $1 AND attempt = $2 AND lease_token = $3 AND state = 'running'`,
+      [jobId, fence.attempt, fence.leaseToken],
+    );
+    return rows[0]?.worker_id ?? null;
+  }
+
   /** The leases the worker holds now, as it would list them: what a heartbeat that lists none renews. */
   async leasesHeldBy(db: Queryable, id: string): Promise<HeldLease[]> {
     const { rows } = await db.query({

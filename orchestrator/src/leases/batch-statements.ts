@@ -63,7 +63,8 @@ const CLAIM_COLUMNS = `w.state AS worker_state, w.command, (c.ord IS NOT NULL) A
   cl.priority, cl.attempt, cl.lease_token, cl.lease_expires_at, cl.deadline_at, cl.timeout_sec, cl.owner`;
 
 /**
- * Applies fenced completions from `req(job_id, attempt, lease_token, result, worker_id, ord)`,
+ * Applies fenced completions from `req(job_id, attempt, lease_token, result, worker_id, ord)`
+ * (`worker_id`, when set, must be the job's holder: the worker whose token made the request),
  * publishing each result in the statement that ends its job; a cancellation requested meanwhile
  * wins, and clears the lease as every other way to a cancelled job does. A succeeded job keeps its
  * lease token and worker: a repeated completion is recognised by them. One NOTIFY lists every job
@@ -86,7 +87,7 @@ const COMPLETION_CTES = `
     -- id = ANY(...) pins the plan to primary-key lookups; joining on req alone lets stale
     -- statistics pick a scan of every running job.
     WHERE j.id = ANY ($1::uuid[]) AND j.id = req.job_id AND j.attempt = req.attempt AND j.lease_token = req.lease_token
-      AND j.state = 'running'
+      AND j.state = 'running' AND (req.worker_id IS NULL OR j.worker_id = req.worker_id)
     -- The attempt's record is taken from the row as it was (held): a cancellation clears these columns.
     -- They cannot have changed since: a new claim would have changed the attempt and the lease token too.
     RETURNING j.id, j.state, req.ord, req.attempt, req.result, req.worker_id, held.worker_id AS holder, held.lease_token, held.started_at
@@ -113,7 +114,7 @@ export const CLAIM_BATCH_SQL = `
     LEFT JOIN claimers c ON c.ord = claim_src.ord LEFT JOIN claimed cl ON cl.ord = claim_src.ord
   ORDER BY claim_src.ord`;
 
-/** $1-$4 job ids, attempts, lease tokens, results; $5 worker ids (unused here). */
+/** $1-$4 job ids, attempts, lease tokens, results; $5 the completing workers (null: not checked). */
 export const COMPLETE_BATCH_SQL = `
   WITH ${COMPLETION_REQ}, ${COMPLETION_CTES}
   SELECT ord, state, (SELECT count(*) FROM notified) AS notified FROM done`;

@@ -7,7 +7,9 @@ import { BACK_TO_QUEUE, backoff } from './sql-fragments';
 /**
  * Queue semantics in SQL: claim, renew, progress, complete, fail, release (the reaper's statements
  * are in lease-expiry.repository.ts, the batched ones in batch-statements.ts). Every statement that
- * a worker's write triggers is fenced by (attempt, lease_token) and uses the database clock only.
+ * a worker's write triggers is fenced by (attempt, lease_token), and by the writing worker (`actor`,
+ * the worker its token names; null for a legacy host) when there is one, and uses the database
+ * clock only.
  * Each method takes a pool (one statement, its own commit) or a client inside a transaction.
  */
 
@@ -26,12 +28,14 @@ export interface Completion {
   attempt: number;
   leaseToken: string;
   result: object;
+  /** The worker completing it (its token's), which must hold the job; null: the lease token alone decides (a legacy host). */
+  workerId?: string | null;
 }
 
 /** A completion's effect: the job ended succeeded or cancelled, or (null) the completion was not applied. */
 export type CompletionState = 'succeeded' | 'cancelled' | null;
 
-function completionValues(completions: (Completion & { workerId?: string })[]): unknown[] {
+function completionValues(completions: Completion[]): unknown[] {
   return [
     completions.map((c) => c.jobId),
     completions.map((c) => c.attempt),
@@ -146,6 +150,7 @@ export class LeaseRepository {
     fence: { attempt: number; leaseToken: string },
     report: { stage: string; fraction: number; sequence: number; message?: string },
     leaseTtlSec: number,
+    actor: string | null,
   ): Promise<{ cancelRequested: boolean; leaseExpiresAt: Date } | 'stale' | 'missing'> {
     const { rows } = await db.query({
       name: 'progress',
@@ -155,20 +160,20 @@ export class LeaseRepository {
           jsonb_build_object('stage', $5::text, 'fraction', $6::float8, 'sequence', $4::bigint, 'message', $7::text, 'updatedAt', now())
           ELSE progress END,
         lease_expires_at = greatest(lease_expires_at, now() + make_interval(secs => $8)), updated_at = now()
-      WHERE id = $1 AND attempt = $2 AND lease_token = $3 AND state = 'running'
+      WHERE id = $1 AND attempt = $2 AND lease_token = $3 AND state = 'running' AND ($9::text IS NULL OR worker_id = $9)
       RETURNING cancel_requested, lease_expires_at`,
-      values: [jobId, fence.attempt, fence.leaseToken, report.sequence, report.stage, report.fraction, report.message ?? null, leaseTtlSec],
+      values: [jobId, fence.attempt, fence.leaseToken, report.sequence, report.stage, report.fraction, report.message ?? null, leaseTtlSec, actor],
     });
     if (rows[0]) return { cancelRequested: rows[0].cancel_requested, leaseExpiresAt: rows[0].lease_expires_at };
     return this.classifyStale(db, jobId);
   }
 
   /** A fenced no-op write: tells the worker whether its attempt is still the current one. */
-  async confirmRunning(db: Queryable, jobId: string, fence: { attempt: number; leaseToken: string }): Promise<FenceOutcome> {
+  async confirmRunning(db: Queryable, jobId: string, fence: { attempt: number; leaseToken: string }, actor: string | null): Promise<FenceOutcome> {
     const { rowCount } = await db.query({
       name: 'confirm-running',
-      text: `SELECT 1 FROM jobs WHERE id = $1 AND attempt = $2 AND lease_token = $3 AND state = 'running'`,
-      values: [jobId, fence.attempt, fence.leaseToken],
+      text: `SELECT 1 FROM jobs WHERE id = $1 AND attempt = $2 AND lease_token = $3 AND state = 'running' AND ($4::text IS NULL OR worker_id = $4)`,
+      values: [jobId, fence.attempt, fence.leaseToken, actor],
     });
     return rowCount ? 'applied' : this.classifyStale(db, jobId);
   }
@@ -239,13 +244,14 @@ export class LeaseRepository {
     jobId: string,
     fence: { attempt: number; leaseToken: string },
     error: { code: string; message: string; retryable: boolean },
+    actor: string | null,
   ): Promise<FailOutcome> {
     const { rows } = await db.query({
       name: 'fail',
       text: `
       WITH held AS (
         SELECT id, attempt, worker_id, lease_token, started_at FROM jobs
-        WHERE id = $1 AND attempt = $2 AND lease_token = $3 AND state = 'running' FOR UPDATE
+        WHERE id = $1 AND attempt = $2 AND lease_token = $3 AND state = 'running' AND ($7::text IS NULL OR worker_id = $7) FOR UPDATE
       ), done AS (
         UPDATE jobs SET
           attempts_used = attempts_used + 1,
@@ -268,7 +274,7 @@ export class LeaseRepository {
         FROM done
       )
       SELECT state, CASE WHEN state <> 'queued' THEN pg_notify('${Channels.jobFinished}', id::text) END FROM done`,
-      values: [jobId, fence.attempt, fence.leaseToken, error.retryable, error.code, error.message],
+      values: [jobId, fence.attempt, fence.leaseToken, error.retryable, error.code, error.message, actor],
     });
     if (rows[0]) return { kind: 'applied', state: rows[0].state };
     return { kind: await this.classifyStale(db, jobId) } as { kind: 'stale' | 'missing' };

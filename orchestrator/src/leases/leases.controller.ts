@@ -17,9 +17,9 @@ import { LeasesService } from './leases.service';
 export const NO_JOB_HEADER = 'x-no-job-reason';
 
 /**
- * Claim, status and progress, on the exact paths GPU hosts already use. Status and progress are
- * authorised by the lease itself (its token is a secret that only the claim answer carried) and
- * a worker credential; WorkerAccess says which credential may report on which job.
+ * Claim, status and progress, on the exact paths GPU hosts already use. Status and progress need
+ * the lease (its token is a secret that only the claim answer carried) and the credential of the
+ * worker holding it: its own token, or the shared key for a legacy host (WorkerAccess).
  */
 @ApiTags('internal: jobs')
 @ApiBearerAuth()
@@ -64,11 +64,14 @@ export class LeasesController {
     @Body(new DtoPipe(StatusRequest, { snakeCase: true })) body: StatusRequest,
   ): Promise<StatusResponse> {
     await this.access.reportFor(caller, id);
+    const actor = caller.role === 'worker' ? caller.workerId : null;
     // The status stands on its own: a claimNext for a worker this caller may not claim for gets no next job, as any worker that cannot claim.
     if (body.claimNext && !(await this.access.mayActFor(caller, body.claimNext.workerId))) {
-      return { ...(await this.leases.status(id, { ...body, claimNext: undefined }, hangUpSignal(reply, false))), next: null };
+      const alone = await this.access.asHolder(caller, id, body, () => this.leases.status(id, { ...body, claimNext: undefined }, hangUpSignal(reply, false), actor));
+      return { ...alone, next: null };
     }
-    const answer = await this.leases.status(id, body, hangUpSignal(reply, (body.claimNext?.waitMs ?? 0) > 0));
+    const answer = await this.access.asHolder(caller, id, body, () =>
+      this.leases.status(id, body, hangUpSignal(reply, (body.claimNext?.waitMs ?? 0) > 0), actor));
     return answer.next && caller.role === 'enrolment' ? { ...answer, next: forLegacyHost(answer.next) } : answer;
   }
 
@@ -82,6 +85,6 @@ export class LeasesController {
     @Body(new DtoPipe(ProgressRequest, { snakeCase: true })) body: ProgressRequest,
   ): Promise<ProgressResponse> {
     await this.access.reportFor(caller, id);
-    return this.leases.progress(id, body);
+    return this.access.asHolder(caller, id, body, () => this.leases.progress(id, body, caller.role === 'worker' ? caller.workerId : null));
   }
 }

@@ -135,18 +135,20 @@ export class LeasesService implements OnModuleInit, BeforeApplicationShutdown {
     return text;
   }
 
-  async progress(jobId: string, req: ProgressRequest): Promise<ProgressResponse> {
-    const outcome = await this.leases.progress(this.db.relaxed, jobId, req, req, this.config.LEASE_TTL_SEC);
+  /** `actor`: the worker whose token sent it, which must hold the job; null for a legacy host (the lease token alone decides). */
+  async progress(jobId: string, req: ProgressRequest, actor: string | null): Promise<ProgressResponse> {
+    const outcome = await this.leases.progress(this.db.relaxed, jobId, req, req, this.config.LEASE_TTL_SEC, actor);
     if (outcome === 'stale' || outcome === 'missing') throw this.fenceError(jobId, outcome);
     return { cancelRequested: outcome.cancelRequested, leaseExpiresAt: outcome.leaseExpiresAt.toISOString() };
   }
 
-  async status(jobId: string, req: StatusRequest, signal: AbortSignal): Promise<StatusResponse> {
+  /** `actor` as for progress; a claimNext claims for `req.claimNext.workerId`, which the caller may act for. */
+  async status(jobId: string, req: StatusRequest, signal: AbortSignal, actor: string | null): Promise<StatusResponse> {
     if (req.claimNext && req.status === 'running') {
       throw ApiError.validation([{ field: 'claimNext', problems: ['claimNext is allowed only with status completed or failed'] }]);
     }
-    if (req.claimNext && req.status === 'completed') return this.completeAndClaimNext(jobId, req, signal);
-    const state = await this.finalStatus(jobId, req);
+    if (req.claimNext && req.status === 'completed') return this.completeAndClaimNext(jobId, req, signal, actor);
+    const state = await this.finalStatus(jobId, req, actor);
     if (!req.claimNext) return { jobId, state };
     // The status is applied by now: a worker that cannot claim gets no next job, not a refusal of
     // what was accepted (as after a completion); it learns why from its next claim or heartbeat.
@@ -161,11 +163,11 @@ export class LeasesService implements OnModuleInit, BeforeApplicationShutdown {
    * A completion that claims the worker's next job: one statement and one commit for both, when the
    * worker's capabilities are known. An empty queue then falls back to the long-poll claim.
    */
-  private async completeAndClaimNext(jobId: string, req: StatusRequest, signal: AbortSignal): Promise<StatusResponse> {
+  private async completeAndClaimNext(jobId: string, req: StatusRequest, signal: AbortSignal, actor: string | null): Promise<StatusResponse> {
     const { workerId, waitMs = 0 } = req.claimNext!;
     const caps = await this.capsOf(workerId);
     if (!caps) {
-      const state = await this.finalStatus(jobId, req);
+      const state = await this.finalStatus(jobId, req, actor);
       return { jobId, state, next: null };
     }
     const { completion, claim } = await this.completeAndClaims.submit({
@@ -192,19 +194,19 @@ export class LeasesService implements OnModuleInit, BeforeApplicationShutdown {
     return { jobId, state, next: await this.claim(workerId, waitMs, signal) };
   }
 
-  private async finalStatus(jobId: string, req: StatusRequest): Promise<string> {
+  private async finalStatus(jobId: string, req: StatusRequest, actor: string | null): Promise<string> {
     switch (req.status) {
       case 'running': {
-        const outcome = await this.leases.confirmRunning(this.db.pool, jobId, req);
+        const outcome = await this.leases.confirmRunning(this.db.pool, jobId, req, actor);
         if (outcome === 'stale' || outcome === 'missing') throw this.fenceError(jobId, outcome);
         return 'running';
       }
       case 'completed': {
-        const outcome = await this.completions.submit({ jobId, attempt: req.attempt, leaseToken: req.leaseToken, result: req.result! });
+        const outcome = await this.completions.submit({ jobId, attempt: req.attempt, leaseToken: req.leaseToken, result: req.result!, workerId: actor });
         return this.settleCompletion(jobId, req.attempt, outcome);
       }
       case 'failed': {
-        const outcome = await this.leases.fail(this.db.pool, jobId, req, req.error!);
+        const outcome = await this.leases.fail(this.db.pool, jobId, req, req.error!, actor);
         this.metrics.workerWrites.inc({ kind: 'failed', outcome: outcome.kind });
         if (outcome.kind !== 'applied') throw this.fenceError(jobId, outcome.kind);
         return outcome.state;
