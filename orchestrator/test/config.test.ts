@@ -40,6 +40,19 @@ describe('orchestrator configuration', () => {
     assert.equal(loadConfig({ ...good, API_KEYS: `shop:${key},shop:${key}` }).apiKeys().get(key), 'shop');
   });
 
+  test('a key of two operators, or of two roles, is refused, naming the variables and not the key', () => {
+    const key = 'ops-key-0123456789abcdef';
+    const refused = (env: Record<string, string>, pattern: RegExp) => assert.throws(
+      () => loadConfig({ ...good, ...env }),
+      (error: Error) => error instanceof ConfigError && pattern.test(error.message) && !error.message.includes(key),
+    );
+    refused({ OPERATOR_KEYS: `alice:${key},bob:${key}` }, /OPERATOR_KEYS: one key is listed for the owners alice, bob/);
+    refused({ OPERATOR_KEYS: `alice:${key}`, API_KEYS: `shop:${key}` }, /OPERATOR_KEYS: the key of operator alice is also a product key/);
+    refused({ OPERATOR_KEYS: `alice:${key}`, INTERNAL_API_KEY: key }, /OPERATOR_KEYS: the key of operator alice is INTERNAL_API_KEY/);
+    refused({ API_KEYS: `shop:${key}`, INTERNAL_API_KEY: key }, /API_KEYS: the key of shop is INTERNAL_API_KEY/);
+    assert.equal(loadConfig({ ...good, OPERATOR_KEYS: `alice:${key}` }).operatorKeys().get(key), 'alice');
+  });
+
   test('an owner name becomes a storage folder: it starts with a letter or digit and has no ..', () => {
     const key = 'key-0123456789abcdef0123';
     for (const name of ['shop', 'Shop.v2', '7eleven', 'a_b-c', 'x'.repeat(64)]) {

@@ -3,6 +3,7 @@ import { Reflector } from '@nestjs/core';
 import type { FastifyRequest } from 'fastify';
 import { ErrorCode } from '@avatar-fleet/contracts';
 import { ApiError } from '../common/api-error';
+import { MetricsService } from '../observability/metrics.service';
 import { CredentialsService } from './credentials.service';
 import { describeRole, describeRoles, presentedKey, type AuthenticatedRequest, type Principal, type Role } from './principal';
 
@@ -27,6 +28,7 @@ export class AuthGuard implements CanActivate {
   constructor(
     private readonly reflector: Reflector,
     private readonly credentials: CredentialsService,
+    private readonly metrics: MetricsService,
   ) {}
 
   async canActivate(context: ExecutionContext): Promise<boolean> {
@@ -41,6 +43,8 @@ export class AuthGuard implements CanActivate {
       throw new ApiError(403, ErrorCode.Forbidden, `this route needs ${describeRoles(roles)}; this request sent ${describeRole(principal.role)}`);
     }
     req.principal = principal;
+    // The shared key on a route workers use: a legacy host's call (register takes the key from everyone).
+    if (principal.role === 'enrolment' && roles.includes('worker')) this.metrics.legacyRequests.inc();
     return true;
   }
 }

@@ -167,14 +167,16 @@ export class OrchestratorConfig {
   }
 }
 
-function keyPairs(list: string): Map<string, string> {
-  const map = new Map<string, string>();
-  for (const pair of list.split(',')) {
-    if (!pair.trim()) continue;
+/** The `name:key` pairs of a key list (API_KEYS, OPERATOR_KEYS), in order. */
+function namedKeys(list: string): { name: string; key: string }[] {
+  return list.split(',').filter((pair) => pair.trim()).map((pair) => {
     const [name, key] = pair.trim().split(':') as [string, string];
-    map.set(key, name);
-  }
-  return map;
+    return { name, key };
+  });
+}
+
+function keyPairs(list: string): Map<string, string> {
+  return new Map(namedKeys(list).map(({ name, key }) => [key, name]));
 }
 
 export class ConfigError extends Error {
@@ -191,9 +193,11 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): OrchestratorCo
   }
   const result = validateDto(OrchestratorConfig, picked);
   const fields = result.ok ? [] : [...result.fields];
-  // Only a well-formed API_KEYS can be read pair by pair; a malformed one is reported as such above.
-  const shared = picked.API_KEYS && !fields.some((f) => f.field === 'API_KEYS') ? sharedKeys(picked.API_KEYS) : [];
-  if (shared.length) fields.push({ field: 'API_KEYS', problems: shared });
+  // Only a well-formed list can be read pair by pair; a malformed one is reported as such above.
+  for (const variable of ['API_KEYS', 'OPERATOR_KEYS'] as const) {
+    const shared = picked[variable] && !fields.some((f) => f.field === variable) ? sharedKeys(picked[variable]) : [];
+    if (shared.length) fields.push({ field: variable, problems: shared });
+  }
   if (result.ok) fields.push(...crossRoleKeys(result.value));
   if (!result.ok || fields.length) {
     const lines = fields.map((f) => `  ${f.field}: ${f.problems.join('; ')}`);
@@ -203,15 +207,13 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): OrchestratorCo
 }
 
 /**
- * One problem per key that API_KEYS lists under more than one owner name: a key identifies its
- * owner, so such a key would silently act as whichever name came last. Names the owners, never the key.
+ * One problem per key that a key list (API_KEYS, OPERATOR_KEYS) gives more than one name: a key
+ * identifies its owner, so such a key would silently act as whichever name came last. Names the
+ * owners, never the key.
  */
-function sharedKeys(apiKeys: string): string[] {
+function sharedKeys(list: string): string[] {
   const owners = new Map<string, Set<string>>();
-  for (const pair of apiKeys.split(',')) {
-    const [name, key] = pair.trim().split(':') as [string, string];
-    owners.set(key, (owners.get(key) ?? new Set()).add(name));
-  }
+  for (const { name, key } of namedKeys(list)) owners.set(key, (owners.get(key) ?? new Set()).add(name));
   return [...owners.values()]
     .filter((names) => names.size > 1)
     .map((names) => `one key is listed for the owners ${[...names].join(', ')}; give each owner its own key`);

@@ -5,7 +5,6 @@ import { ApiError } from '../common/api-error';
 import { OrchestratorConfig } from '../config/orchestrator.config';
 import { Database } from '../database/database';
 import { LeasesService } from '../leases/leases.service';
-import { MetricsService } from '../observability/metrics.service';
 import { forbidden, legacyRefused, notRegistered, revokedError, tokenHolder } from './worker-errors';
 import { WorkerRepository } from './worker.repository';
 
@@ -25,7 +24,6 @@ export class WorkerAccess {
     private readonly db: Database,
     private readonly workers: WorkerRepository,
     private readonly leasing: LeasesService,
-    private readonly metrics: MetricsService,
   ) {}
 
   /**
@@ -41,7 +39,6 @@ export class WorkerAccess {
     }
     if (caller.role !== 'enrolment') throw forbidden('this route needs a worker token (from register) or the enrolment key (INTERNAL_API_KEY)');
     if (this.config.LEGACY_WORKERS === 'refuse') throw legacyRefused();
-    this.metrics.legacyRequests.inc();
     const known = await this.workers.credentialOf(this.db.pool, workerId);
     if (known?.revokedAt) throw revokedError(workerId, known.revokedAt);
     if (known?.hasToken && known.state !== 'stopped') throw tokenHolder(workerId);
@@ -70,7 +67,6 @@ export class WorkerAccess {
   async reportFor(caller: Principal, jobId: string): Promise<void> {
     if (caller.role === 'worker') return;
     if (this.config.LEGACY_WORKERS === 'refuse') throw legacyRefused();
-    this.metrics.legacyRequests.inc();
     const holder = await this.workers.tokenHolderOf(this.db.pool, jobId);
     if (holder) throw forbidden(`job ${jobId} is held by worker ${holder}, which has its own token: report with that token, not INTERNAL_API_KEY`);
   }
