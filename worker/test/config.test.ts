@@ -29,7 +29,11 @@ describe('worker configuration', () => {
     const config = loadWorkerConfig({ ...base, BUFFER_WORKER_ID: 'buffer-local-1', GPU_CLASS_NAME: 'RTX 3090 (24 GB)' });
     assert.equal(config.mode, 'buffer');
     assert.equal(config.fixedWorkerId, 'buffer-local-1');
-    assert.equal(config.gpuClass, 'RTX 3090 (24 GB)');
+    // Read as the orchestrator reads a legacy host's: the class without its memory, which becomes the VRAM.
+    assert.equal(config.gpuClass, 'RTX 3090');
+    assert.equal(config.vramGbOverride, 24);
+    assert.equal(loadWorkerConfig({ ...base, GPU_CLASS_NAME: 'RTX 3090 (24 GB)', GPU_VRAM_GB: '20' }).vramGbOverride, 20);
+    assert.equal(loadWorkerConfig({ ...base, GPU_CLASS_NAME: 'A100' }).gpuClass, 'A100');
     assert.equal(loadWorkerConfig({ ...base, GPU_CLASS: 'RTX 3080', GPU_CLASS_NAME: 'old' }).gpuClass, 'RTX 3080');
   });
 

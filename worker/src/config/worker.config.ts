@@ -4,7 +4,7 @@ import 'reflect-metadata';
 import { plainToInstance } from 'class-transformer';
 import { IsIn, IsNumberString, IsOptional, Matches, ValidateIf, validateSync } from 'class-validator';
 import {
-  AddressPolicy, EnvVar, JOB_KIND_NAMES, PROVIDERS, WORKER_ID_PATTERN, parseAddressList, type JobKind, type Provider, type WorkerMode,
+  AddressPolicy, EnvVar, JOB_KIND_NAMES, PROVIDERS, WORKER_ID_PATTERN, parseAddressList, parseGpuClassName, type JobKind, type Provider, type WorkerMode,
 } from '@avatar-fleet/contracts';
 import { B2_DEFAULT_LARGE_FILE_MB, B2_DEFAULT_PART_SIZE_MB, type StorageSettings } from '../storage/storage';
 import type { LogLevel } from '../runtime/logger';
@@ -59,7 +59,10 @@ export class WorkerEnv {
       '`gpuClass` goes only to workers whose class is exactly that string.',
   })
   @IsOptional() @Matches(/^.{1,64}$/, { message: 'GPU_CLASS must be 1-64 characters' }) GPU_CLASS?: string;
-  @EnvVar({ description: '**Legacy** spelling of `GPU_CLASS`, read when `GPU_CLASS` is unset.' })
+  @EnvVar({
+    description: '**Legacy** form of `GPU_CLASS`, read when `GPU_CLASS` is unset. `RTX 3090 (24 GB)` registers class `RTX 3090` ' +
+      'with 24 GB of VRAM (unless `GPU_VRAM_GB` is set), as the orchestrator reads it from a legacy host.',
+  })
   @IsOptional() @Matches(/^.{1,64}$/, { message: 'GPU_CLASS_NAME must be 1-64 characters' }) GPU_CLASS_NAME?: string;
   @EnvVar({
     defaultText: 'from `nvidia-smi`, else none',
@@ -269,6 +272,8 @@ export function loadWorkerConfig(env: NodeJS.ProcessEnv, cwd = process.cwd()): W
   const e = plainToInstance(WorkerEnv, raw);
   const problems = validateSync(e).flatMap((v) => Object.values(v.constraints ?? {}));
   const mediaFetchAllow = parseAddressList(e.MEDIA_FETCH_ALLOW);
+  // The same class and VRAM the orchestrator reads from a legacy host with this GPU_CLASS_NAME.
+  const legacyClass = !e.GPU_CLASS && e.GPU_CLASS_NAME ? parseGpuClassName(e.GPU_CLASS_NAME) : undefined;
   try {
     new AddressPolicy(mediaFetchAllow);
   } catch {
@@ -299,8 +304,8 @@ export function loadWorkerConfig(env: NodeJS.ProcessEnv, cwd = process.cwd()): W
   return {
     mode: (e.WORKER_MODE as WorkerMode | undefined) ?? (e.BUFFER_WORKER_ID ? 'buffer' : 'queue'),
     fixedWorkerId: e.BUFFER_WORKER_ID,
-    gpuClass: e.GPU_CLASS ?? e.GPU_CLASS_NAME,
-    vramGbOverride: num(e.GPU_VRAM_GB),
+    gpuClass: e.GPU_CLASS ?? legacyClass?.gpuClass,
+    vramGbOverride: num(e.GPU_VRAM_GB) ?? legacyClass?.vramGb,
     orchestratorUrl: e.ORCHESTRATOR_BASE_URL.replace(/\/+$/, ''),
     internalApiKey: e.INTERNAL_API_KEY,
     storage,
